@@ -1,0 +1,31 @@
+"""``python -m exgrpo_verl <command>``: one entry point for the plug-in's command-line tools."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module with add_arguments/run, one-line help); imported only when chosen.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("exgrpo_verl.plugin", "verify verl loads the plug-in and every registration works"),
+    "paths": ("exgrpo_verl.paths", "print installed paths of the reward file, recipes and data scripts"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exgrpo_verl")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints usage / the error and exits
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    command_parser = argparse.ArgumentParser(prog=f"python -m exgrpo_verl {argv[0]}")
+    module.add_arguments(command_parser)
+    return module.run(command_parser.parse_args(argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Find the final-answer span in a model response.
+
+Convention (design card §1.4): the last complete ``\\boxed{...}`` wins; without one, the last
+"The answer is X" / "Final answer: X" / "#### X" marker. Every routine here is linear in the
+length of the text, so a 1 MB response or hundreds of ``\\boxed{}`` cost milliseconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+MAX_ANSWER_CHARS = 1_000
+"""A span longer than this is not a final answer (and would make checkers slow)."""
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BRACES = re.compile(r"[{}]")
+_AFTER_ANSWER = re.compile(r"\s*(?:is\b|:)\s*:?\s*")
+_ANSWER_MARKER = re.compile(r"(?<![^\W_])answer" + _AFTER_ANSWER.pattern, re.IGNORECASE)
+_LATEX_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_EDGE_NOISE = " \t\r\n*$`\"'.:,;"
+
+
+class Extracted(NamedTuple):
+    """An answer span and where it came from ("boxed" or "marker")."""
+
+    text: str
+    source: str
+
+
+def _matching_close(text: str, open_pos: int, limit: int) -> int:
+    """Index of the brace closing ``text[open_pos]``, or -1 if it does not close before ``limit``."""
+    depth = 0
+    for match in _BRACES.finditer(text, open_pos, limit):
+        if match.group() == "{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return match.start()
+    return -1
+
+
+def _last_box_start(text: str, end: int) -> tuple[int, int]:
+    """Start of the last box command before ``end`` and the command's length; (-1, 0) if none."""
+    best, length = -1, 0
+    for command in _BOX_COMMANDS:
+        pos = text.rfind(command, 0, end)
+        if pos > best:
+            best, length = pos, len(command)
+    return best, length
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}`` (or ``\\fbox``, or ``\\boxed X``).
+
+    An unclosed box cannot enclose anything after it, so each earlier candidate is scanned only up
+    to the start of the later one: the total work stays linear however many boxes there are.
+    """
+    end = len(text)
+    while True:
+        start, length = _last_box_start(text, end)
+        if start < 0:
+            return None
+        pos = start + length
+        while pos < end and text[pos] in " \t":
+            pos += 1
+        if pos < end and text[pos] == "{":
+            close = _matching_close(text, pos, end)
+            if close >= 0:
+                return text[pos + 1 : close]
+        elif pos > start + length and pos < end:
+            # "\boxed 5": the token after the space.
+            stop = pos
+            while stop < end and not text[stop].isspace() and text[stop] not in "$":
+                stop += 1
+            if stop > pos:
+                return text[pos:stop]
+        end = start
+
+
+def _marker_end(text: str) -> int:
+    """Index just past the last answer marker ("####", "answer is", "answer:"), or -1.
+
+    Plain substring scans instead of one case-insensitive regex over the whole text: this runs
+    for every rollout, and most responses hold one marker near the end. After a "####" only the
+    tail can hold a later marker, so only the tail is lower-cased.
+    """
+    hashes = text.rfind("####") if "#" in text else -1
+    offset = hashes + 4 if hashes >= 0 else 0
+    region = text[offset:] if offset else text
+    if offset and "n" not in region and "N" not in region:  # no "answer" can follow the "####"
+        return offset
+    lowered = region.lower()
+    if len(lowered) != len(region):  # a few characters change length when lower-cased
+        later = max((m.end() for m in _ANSWER_MARKER.finditer(region)), default=-1)
+        return offset + later if later >= 0 else (offset if hashes >= 0 else -1)
+    end = len(lowered)
+    while True:
+        pos = lowered.rfind("answer", 0, end)
+        if pos < 0:
+            return offset if hashes >= 0 else -1
+        if pos == 0 or not lowered[pos - 1].isalnum():
+            tail = _AFTER_ANSWER.match(lowered, pos + 6)
+            if tail is not None:
+                return offset + tail.end()
+        end = pos
+
+
+def _clean(span: str) -> str | None:
+    """Strip markdown, dollar signs, trailing punctuation and simple LaTeX text wrappers; None
+    when nothing (or an implausibly long span) is left."""
+    if "\\" in span:
+        span = _LATEX_WRAPPERS.sub(r"\1", span)
+    span = span.strip(_EDGE_NOISE)
+    return span if span and len(span) <= MAX_ANSWER_CHARS else None
+
+
+def final_answer_span(text: str) -> str | None:
+    """The final answer of ``text``, or None when the response commits to no answer."""
+    if "\\" in text:  # every box command starts with a backslash
+        boxed = last_boxed(text)
+        if boxed is not None:
+            return _clean(boxed)
+    start = _marker_end(text)
+    if start < 0:
+        return None
+    stop = text.find("\n", start)
+    return _clean(text[start:stop] if stop >= 0 else text[start:])
+
+
+def extract_final_answer(text: str) -> Extracted | None:
+    """The final-answer span of ``text`` and where it came from, or None."""
+    span = final_answer_span(text)
+    if span is None:
+        return None
+    return Extracted(span, "boxed" if "\\" in text and last_boxed(text) is not None else "marker")

@@ -1,0 +1,82 @@
+"""Closed label sets with synonyms: yes/no (StrategyQA, BoolQ) and NLI (ANLI, e-SNLI)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from exgrpo_verl.answers.verdict import NO_ANSWER, Choices, Verdict
+
+_WORDS = re.compile(r"[a-z]+")
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """Canonical labels, the words that mean each, and the order used for integer gold labels."""
+
+    synonyms: dict[str, str]
+    order: tuple[str, ...]
+
+    def canonical(self, value: object) -> str | None:
+        """Map a gold value (str, bool, int) to a canonical label."""
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        if isinstance(value, int) and 0 <= value < len(self.order):
+            return self.order[value]
+        text = str(value).strip().lower()
+        if text.isdigit() and int(text) < len(self.order):
+            return self.order[int(text)]
+        return self.parse(text)
+
+    def parse(self, span: str) -> str | None:
+        """The label a response commits to: its first word if that is a label word, else the only
+        label named in it; None when none, several, or a negated one ("not true") appear."""
+        words = _WORDS.findall(span.lower())
+        if not words:
+            return None
+        if words[0] in self.synonyms:
+            return self.synonyms[words[0]]
+        found = set()
+        for prev, word in zip(["", *words], words):
+            if word in self.synonyms:
+                if prev == "not":
+                    return None
+                found.add(self.synonyms[word])
+        return found.pop() if len(found) == 1 else None
+
+
+YES_NO = LabelSet(
+    synonyms={"yes": "yes", "true": "yes", "correct": "yes", "no": "no", "false": "no", "incorrect": "no"},
+    order=("no", "yes"),
+)
+
+NLI = LabelSet(
+    synonyms={
+        "entailment": "entailment",
+        "entails": "entailment",
+        "entailed": "entailment",
+        "entail": "entailment",
+        "neutral": "neutral",
+        "neither": "neutral",
+        "contradiction": "contradiction",
+        "contradicts": "contradiction",
+        "contradictory": "contradiction",
+        "contradict": "contradiction",
+    },
+    order=("entailment", "neutral", "contradiction"),
+)
+
+
+def check_label(span: str, gold: object, labels: LabelSet) -> Verdict:
+    pred = labels.parse(span)
+    if pred is None:
+        return NO_ANSWER
+    return (pred == labels.canonical(gold), pred)
+
+
+def check_yes_no(span: str, gold: object, choices: Choices | None = None, timeout_s: float = 0.0) -> Verdict:
+    return check_label(span, gold, YES_NO)
+
+
+def check_nli(span: str, gold: object, choices: Choices | None = None, timeout_s: float = 0.0) -> Verdict:
+    return check_label(span, gold, NLI)

@@ -1,0 +1,88 @@
+"""Plain-number answers (GSM8K, GSM8K-Reversal, numeric TabMWP).
+
+"1,000", "$18", "18.0", "18 dollars", "\\frac{3}{4}" and "3/4" all read as numbers; units and
+currency are ignored, and a right-hand side after "=" wins ("x = 5" reads 5). This runs once per
+rollout, so the common case (a short span with one integer) takes a single regex search.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+from exgrpo_verl.answers.verdict import NO_ANSWER, Choices, Verdict
+
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_FRAC = re.compile(r"(-?)\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}")
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:\s*/\s*-?\d+(?:\.\d+)?)?")
+_WHOLE_NUMBER = re.compile(r"\s*" + _NUMBER.pattern + r"\s*")
+_REL_TOL = 1e-6
+
+
+def _clean(text: str) -> str:
+    if "\\" in text or "\u2212" in text:
+        text = text.replace("\u2212", "-").replace("\\!", "").replace("\\,", "").replace("\\$", "")
+    if "," in text:
+        text = _THOUSANDS.sub("", text)
+    if "=" in text:
+        text = text.rsplit("=", 1)[1]
+    return text
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _ratio(numerator: str, denominator: str) -> float | None:
+    den = float(denominator)
+    return float(numerator) / den if den else None
+
+
+def parse_number(text: str) -> float | None:
+    """The first number in ``text`` (after the last "="), or None."""
+    text = _clean(text)
+    number = _NUMBER.search(text)
+    if "frac" in text:
+        frac = _FRAC.search(text)
+        if frac and (number is None or frac.start() <= number.start()):
+            value = _ratio(frac.group(2), frac.group(3))
+            return _finite(-value if (value is not None and frac.group(1)) else value)
+    if number is None:
+        return None
+    token = number.group()
+    if "/" in token:
+        numerator, denominator = token.replace(" ", "").split("/", 1)
+        return _finite(_ratio(numerator, denominator))
+    return _finite(float(token))
+
+
+@lru_cache(maxsize=65536)
+def _gold_number(gold: str) -> float | None:
+    return parse_number(gold)
+
+
+def is_plain_number(text: str) -> bool:
+    """True when ``text`` is nothing but a number (after removing currency and separators)."""
+    cleaned = _clean(str(text)).strip().strip("$%.")
+    return bool(cleaned) and _WHOLE_NUMBER.fullmatch(cleaned) is not None
+
+
+def numbers_equal(pred: float, gold: float) -> bool:
+    return abs(pred - gold) <= _REL_TOL * max(1.0, abs(gold))
+
+
+def check_number(span: str, gold: object, choices: Choices | None = None, timeout_s: float = 0.0) -> Verdict:
+    """Numeric equality with a relative tolerance of 1e-6."""
+    if span.isdigit() and span.isascii():  # the common case: a plain integer
+        pred: float | None = float(span)
+        pred_text = span
+    else:
+        pred = parse_number(span)
+        if pred is None:
+            return NO_ANSWER
+        pred_text = repr(int(pred)) if pred.is_integer() else repr(pred)
+    gold_value = _gold_number(gold) if type(gold) is str else _gold_number(str(gold))
+    if gold_value is None:
+        return (False, pred_text)
+    return (pred == gold_value or numbers_equal(pred, gold_value), pred_text)
