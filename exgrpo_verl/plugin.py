@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ REGISTRATIONS: tuple[Registration, ...] = (
 
 
 def _entry_point_problem() -> str | None:
-    """Why verl would not load this plug-in, or None when it does."""
+    """Why a fresh ``import verl`` (as in every Ray worker) would not load this plug-in, or None."""
     from importlib.metadata import entry_points
 
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == ENTRY_POINT_NAME]
@@ -63,10 +64,13 @@ def _entry_point_problem() -> str | None:
         return f"no '{ENTRY_POINT_NAME}' entry point in group '{ENTRY_POINT_GROUP}': is the package installed?"
     if found[0].value != __name__:
         return f"entry point '{ENTRY_POINT_NAME}' points to {found[0].value!r}, expected {__name__!r}"
-    import verl  # noqa: F401  (loads the entry points)
-
-    if __name__ not in sys.modules:
-        return "verl did not import the plug-in (VERL_USE_EXTERNAL_PLUGINS may exclude it)"
+    # This process imported the plug-in itself, so ask a fresh interpreter what verl loads.
+    probe = f"import sys, verl; sys.exit(0 if {__name__!r} in sys.modules else 3)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600)
+    if result.returncode == 3:
+        return "`import verl` did not load the plug-in (is VERL_USE_EXTERNAL_PLUGINS excluding it?)"
+    if result.returncode != 0:
+        return f"`import verl` failed: {result.stderr.strip().splitlines()[-1:]}"
     return None
 
 

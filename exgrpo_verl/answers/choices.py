@@ -29,7 +29,10 @@ def normalize_choices(raw: Any) -> Choices | None:
         return None
     if isinstance(raw, Mapping):
         if "label" in raw and "text" in raw:
-            return {str(label).strip(): str(text) for label, text in zip(list(raw["label"]), list(raw["text"]))}
+            return {
+                str(label).strip(): str(text)
+                for label, text in zip(list(raw["label"]), list(raw["text"]), strict=False)
+            }
         return {str(label).strip(): str(text) for label, text in raw.items()} or None
     if isinstance(raw, Sequence) or hasattr(raw, "tolist"):
         texts = list(raw.tolist() if hasattr(raw, "tolist") else raw)

@@ -79,54 +79,53 @@ def last_boxed(text: str) -> str | None:
         end = start
 
 
-def _marker_end(text: str) -> int:
-    """Index just past the last answer marker ("####", "answer is", "answer:"), or -1.
+def _line_from(text: str, start: int) -> str:
+    stop = text.find("\n", start)
+    return text[start:stop] if stop >= 0 else text[start:]
+
+
+def _marker_span(text: str) -> str | None:
+    """The rest of the line after the last answer marker ("####", "answer is", "answer:"), or None.
 
     Plain substring scans instead of one case-insensitive regex over the whole text: this runs
     for every rollout, and most responses hold one marker near the end. After a "####" only the
-    tail can hold a later marker, so only the tail is lower-cased.
+    tail can hold a later marker, so only the tail is searched (and lower-cased).
     """
     hashes = text.rfind("####") if "#" in text else -1
-    offset = hashes + 4 if hashes >= 0 else 0
-    region = text[offset:] if offset else text
-    if offset and "n" not in region and "N" not in region:  # no "answer" can follow the "####"
-        return offset
+    region = text[hashes + 4 :] if hashes >= 0 else text
+    if hashes >= 0 and "n" not in region and "N" not in region:  # no "answer" follows the "####"
+        return _line_from(region, 0)
     lowered = region.lower()
     if len(lowered) != len(region):  # a few characters change length when lower-cased
         later = max((m.end() for m in _ANSWER_MARKER.finditer(region)), default=-1)
-        return offset + later if later >= 0 else (offset if hashes >= 0 else -1)
+        return _line_from(region, max(later, 0)) if later >= 0 or hashes >= 0 else None
     end = len(lowered)
     while True:
         pos = lowered.rfind("answer", 0, end)
         if pos < 0:
-            return offset if hashes >= 0 else -1
+            return _line_from(region, 0) if hashes >= 0 else None
         if pos == 0 or not lowered[pos - 1].isalnum():
             tail = _AFTER_ANSWER.match(lowered, pos + 6)
             if tail is not None:
-                return offset + tail.end()
+                return _line_from(region, tail.end())
         end = pos
 
 
-def _clean(span: str) -> str | None:
-    """Strip markdown, dollar signs, trailing punctuation and simple LaTeX text wrappers; None
-    when nothing (or an implausibly long span) is left."""
+def final_answer_span(text: str) -> str | None:
+    """The final answer of ``text``, or None when the response commits to no answer.
+
+    The span is stripped of markdown, dollar signs, trailing punctuation and simple LaTeX text
+    wrappers; an empty or implausibly long span (over MAX_ANSWER_CHARS) is no answer.
+    """
+    span = last_boxed(text) if "\\" in text else None  # every box command starts with a backslash
+    if span is None:
+        span = _marker_span(text)
+        if span is None:
+            return None
     if "\\" in span:
         span = _LATEX_WRAPPERS.sub(r"\1", span)
     span = span.strip(_EDGE_NOISE)
     return span if span and len(span) <= MAX_ANSWER_CHARS else None
-
-
-def final_answer_span(text: str) -> str | None:
-    """The final answer of ``text``, or None when the response commits to no answer."""
-    if "\\" in text:  # every box command starts with a backslash
-        boxed = last_boxed(text)
-        if boxed is not None:
-            return _clean(boxed)
-    start = _marker_end(text)
-    if start < 0:
-        return None
-    stop = text.find("\n", start)
-    return _clean(text[start:stop] if stop >= 0 else text[start:])
 
 
 def extract_final_answer(text: str) -> Extracted | None:

@@ -16,6 +16,9 @@ class LabelSet:
 
     synonyms: dict[str, str]
     order: tuple[str, ...]
+    first_word_wins: bool
+    """Yes/no answers often go on to explain ("Yes, there is no ..."), so their first word decides;
+    an NLI answer that names two labels is ambiguous."""
 
     def canonical(self, value: object) -> str | None:
         """Map a gold value (str, bool, int) to a canonical label."""
@@ -24,20 +27,20 @@ class LabelSet:
         if isinstance(value, int) and 0 <= value < len(self.order):
             return self.order[value]
         text = str(value).strip().lower()
-        if text.isdigit() and int(text) < len(self.order):
+        if text.isascii() and text.isdigit() and int(text) < len(self.order):
             return self.order[int(text)]
         return self.parse(text)
 
     def parse(self, span: str) -> str | None:
-        """The label a response commits to: its first word if that is a label word, else the only
-        label named in it; None when none, several, or a negated one ("not true") appear."""
+        """The label a response commits to, or None when it names none, several, or a negated one
+        ("not true"); see ``first_word_wins``."""
         words = _WORDS.findall(span.lower())
         if not words:
             return None
-        if words[0] in self.synonyms:
+        if self.first_word_wins and words[0] in self.synonyms:
             return self.synonyms[words[0]]
         found = set()
-        for prev, word in zip(["", *words], words):
+        for prev, word in zip(["", *words], words, strict=False):
             if word in self.synonyms:
                 if prev == "not":
                     return None
@@ -48,6 +51,7 @@ class LabelSet:
 YES_NO = LabelSet(
     synonyms={"yes": "yes", "true": "yes", "correct": "yes", "no": "no", "false": "no", "incorrect": "no"},
     order=("no", "yes"),
+    first_word_wins=True,
 )
 
 NLI = LabelSet(
@@ -64,6 +68,7 @@ NLI = LabelSet(
         "contradict": "contradiction",
     },
     order=("entailment", "neutral", "contradiction"),
+    first_word_wins=False,
 )
 
 

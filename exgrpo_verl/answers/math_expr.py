@@ -1,28 +1,26 @@
 """Math-expression answers (MATH): cheap normalised comparison first, then math-verify.
 
 math-verify can spend unbounded time in SymPy, and its own timeout uses ``signal.alarm``, which
-only works on the main thread, while verl's reward loop grades on executor threads. So every
-math-verify call here runs under a per-call wall-clock budget: a timer signal on the main thread,
-and a small pool of helper processes (killed and replaced on timeout) on any other thread.
+only works on the main thread, while verl's reward loop grades on executor threads. Raising from
+a signal handler inside the caller's process is also unsafe (the exception can land in a gc
+callback or a ``finally``). So math-verify runs only in small helper processes: the caller waits
+on a pipe with a deadline and kills and replaces a helper that overruns it. Nothing in the
+caller's process is interrupted, and any thread may call :func:`math_equal`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import queue
 import re
-import signal
-import threading
-from functools import lru_cache
 from typing import Any
 
 from exgrpo_verl.answers.numbers import is_plain_number, numbers_equal, parse_number
 from exgrpo_verl.answers.verdict import Choices, Verdict
 
 DEFAULT_TIMEOUT_S = 5.0
-# We bound every call ourselves (below), so math-verify's "timeout is disabled" warning is noise.
-logging.getLogger("math_verify").setLevel(logging.ERROR)
 _POOL_SIZE = 2
 _START_TIMEOUT_S = 120.0
 
@@ -35,44 +33,19 @@ def _normalize(expr: str) -> str:
     return _NOISE.sub("", expr).rstrip(".")
 
 
-class _Timeout(BaseException):
-    """Raised by the interval timer; a BaseException so math-verify's `except Exception` cannot swallow it."""
+def _verify(pred: str, gold: str, timeout_s: float) -> bool:
+    """math-verify's parse + verify, under its own (main-thread) timeouts; runs in a helper."""
+    from math_verify import parse, verify
 
-
-def _raise_timeout(signum: int, frame: Any) -> None:
-    raise _Timeout()
-
-
-@lru_cache(maxsize=4096)
-def _parse(expr: str) -> tuple:
-    from math_verify import parse
-
-    return tuple(parse(f"\\boxed{{{expr}}}", parsing_timeout=None))
-
-
-def _verify_here(pred: str, gold: str, timeout_s: float) -> bool:
-    """math-verify on the main thread under an interval timer."""
-    from math_verify import verify
-
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
-    try:
-        gold_parsed, pred_parsed = _parse(gold), _parse(pred)
-        if not gold_parsed or not pred_parsed:
-            return False
-        return bool(verify(list(gold_parsed), list(pred_parsed), timeout_seconds=None))
-    except _Timeout:
-        return False
-    except Exception:  # math-verify/SymPy raise many types on odd input; a crash is a wrong answer
-        return False
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    seconds = max(1, math.ceil(timeout_s))
+    gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=seconds)
+    pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=seconds)
+    return bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
 
 
 def _serve(conn: Any) -> None:
     """Helper-process loop: answer (pred, gold, timeout) requests until the pipe closes."""
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     import math_verify  # noqa: F401  (import before saying ready)
 
     conn.send("ready")
@@ -81,7 +54,11 @@ def _serve(conn: Any) -> None:
             pred, gold, timeout_s = conn.recv()
         except EOFError:
             return
-        conn.send(_verify_here(pred, gold, timeout_s))
+        try:
+            answer = _verify(pred, gold, timeout_s)
+        except BaseException:  # SymPy raises anything on odd input; that is a wrong answer
+            answer = False
+        conn.send(answer)
 
 
 class _Helper:
@@ -97,11 +74,11 @@ class _Helper:
         self._proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="exgrpo-math-verify")
         self._proc.start()
         if not self._conn.poll(_START_TIMEOUT_S):
-            self._kill()
+            self.kill()
             raise RuntimeError("math-verify helper process did not start")
         self._conn.recv()
 
-    def _kill(self) -> None:
+    def kill(self) -> None:
         if self._proc is not None:
             self._proc.kill()
             self._proc.join(timeout=5)
@@ -113,7 +90,7 @@ class _Helper:
         self._conn.send((pred, gold, timeout_s))
         if self._conn.poll(timeout_s + 1.0):
             return bool(self._conn.recv())
-        self._kill()
+        self.kill()
         return False
 
 
@@ -122,11 +99,12 @@ for _ in range(_POOL_SIZE):
     _helpers.put(_Helper())
 
 
-def _verify_elsewhere(pred: str, gold: str, timeout_s: float) -> bool:
+def _verify_in_helper(pred: str, gold: str, timeout_s: float) -> bool:
     helper = _helpers.get()
     try:
         return helper.verify(pred, gold, timeout_s)
-    except (OSError, EOFError, RuntimeError):
+    except (OSError, EOFError, RuntimeError):  # a broken pipe or a helper that would not start
+        helper.kill()
         return False
     finally:
         _helpers.put(helper)
@@ -139,9 +117,7 @@ def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bo
     if is_plain_number(pred) and is_plain_number(gold):
         pred_value, gold_value = parse_number(pred), parse_number(gold)
         return pred_value is not None and gold_value is not None and numbers_equal(pred_value, gold_value)
-    if threading.current_thread() is threading.main_thread():
-        return _verify_here(pred, gold, timeout_s)
-    return _verify_elsewhere(pred, gold, timeout_s)
+    return _verify_in_helper(pred, gold, timeout_s)
 
 
 def check_math(

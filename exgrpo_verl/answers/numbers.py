@@ -15,7 +15,7 @@ from exgrpo_verl.answers.verdict import NO_ANSWER, Choices, Verdict
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _FRAC = re.compile(r"(-?)\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}")
-_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:\s*/\s*-?\d+(?:\.\d+)?)?")
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+(?![a-zA-Z]))?(?:\s*/\s*-?\d+(?:\.\d+)?)?")
 _WHOLE_NUMBER = re.compile(r"\s*" + _NUMBER.pattern + r"\s*")
 _REL_TOL = 1e-6
 
