@@ -15,12 +15,10 @@ from typing import Any
 
 from exgrpo_verl.answers import grade
 from exgrpo_verl.answers.math_expr import DEFAULT_TIMEOUT_S
+from exgrpo_verl.schema import CHOICES_KEY
 
 FINAL_RESPONSE_KEY = "final_response"
 """extra_info key holding the final assistant turn's text of a multi-turn rollout."""
-
-CHOICES_KEY = "choices"
-"""extra_info key holding multiple-choice options ({label: text}, HF {label, text} or a list)."""
 
 
 def compute_score(
