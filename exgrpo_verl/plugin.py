@@ -18,9 +18,13 @@ ENTRY_POINT_GROUP = "verl.plugins"
 ENTRY_POINT_NAME = "exgrpo_verl"
 REWARD_PATH = "pkg://exgrpo_verl.reward_fns.exgrpo_reward"
 REWARD_NAME = "compute_score"
+MANAGER_CLASS = "exgrpo_verl.rollout.ExGRPOAgentLoopManager"
+SAMPLER_PATH = "pkg://exgrpo_verl.rollout.v1_metrics"
+SAMPLER_NAME = "exgrpo_replay_buffer"
 
-# Modules imported for their registration side effects (agent loops, managers, ...).
-REGISTERING_MODULES: tuple[str, ...] = ()
+# Modules imported for their registration side effects: the probe-dialogue agent loop registers
+# itself in verl's agent-loop registry, which every AgentLoopWorker process consults by agent_name.
+REGISTERING_MODULES: tuple[str, ...] = ("exgrpo_verl.rollout.agent_loop",)
 
 for _module in REGISTERING_MODULES:
     importlib.import_module(_module)
@@ -45,7 +49,51 @@ def _probe_reward() -> None:
         raise RuntimeError(f"reward function mis-scored a known-correct answer: {result}")
 
 
+def _probe_agent_loop() -> None:
+    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+
+    from exgrpo_verl.schema import PROBE_AGENT_NAME
+
+    entry = _agent_loop_registry.get(PROBE_AGENT_NAME)
+    if entry is None:
+        raise RuntimeError(f"agent loop {PROBE_AGENT_NAME!r} is not in verl's registry")
+    if entry["_target_"] != "exgrpo_verl.rollout.agent_loop.ProbeDialogueAgentLoop":
+        raise RuntimeError(f"agent loop {PROBE_AGENT_NAME!r} points to {entry['_target_']!r}")
+
+
+def _probe_manager() -> None:
+    from verl.utils.import_utils import load_class_from_fqn
+
+    if not callable(getattr(load_class_from_fqn(MANAGER_CLASS, "AgentLoopManager"), "create", None)):
+        raise RuntimeError(f"{MANAGER_CLASS} has no create()")
+
+
+def _probe_sampler() -> None:
+    from verl.utils.import_utils import load_extern_object
+
+    if not callable(load_extern_object(SAMPLER_PATH, SAMPLER_NAME)):
+        raise RuntimeError(f"{SAMPLER_PATH}:{SAMPLER_NAME} is not callable")
+
+
 REGISTRATIONS: tuple[Registration, ...] = (
+    Registration(
+        "agent loop",
+        "exgrpo_probe_dialogue",
+        "rows with agent_name=exgrpo_probe_dialogue (written by the EI pipeline)",
+        _probe_agent_loop,
+    ),
+    Registration(
+        "agent loop manager",
+        "ExGRPOAgentLoopManager",
+        f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={MANAGER_CLASS}",
+        _probe_manager,
+    ),
+    Registration(
+        "v1 metrics sampler",
+        SAMPLER_NAME,
+        f"trainer.v1.sampler.custom_sampler.path={SAMPLER_PATH} trainer.v1.sampler.custom_sampler.name={SAMPLER_NAME}",
+        _probe_sampler,
+    ),
     Registration(
         "reward function",
         REWARD_NAME,

@@ -1,0 +1,28 @@
+"""Apply r_dsu to one uid group's scored trajectories and record what happened (pure glue).
+
+Both trainer paths call this once per group, after every trajectory of the group has its outcome
+reward and before verl reads the rewards. The bonus is added to the reward that verl places on
+the last response token; three keys join each trajectory's reward extra info so metrics and
+rollout dumps can show the pre-bonus outcome, the bonus and whether the group fired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from exgrpo_verl.rollout.bonus import GroupBonus, dsu_bonus
+from exgrpo_verl.rollout.settings import ExGRPOSettings
+
+OUTCOME_KEY = "exgrpo_outcome"
+BONUS_KEY = "exgrpo_bonus"
+FIRED_KEY = "exgrpo_dsu_fired"
+BONUS_INFO_KEYS = (OUTCOME_KEY, BONUS_KEY, FIRED_KEY)
+
+
+def group_bonus(outcomes: Sequence[float], scenarios: Sequence[str | None], settings: ExGRPOSettings) -> GroupBonus:
+    return dsu_bonus([float(o) for o in outcomes], list(scenarios), settings.dsu_delta, settings.dsu_nu)
+
+
+def bonus_info(outcome: float, bonus: float, fired: bool) -> dict[str, float | bool]:
+    """The reward-extra-info entries recorded for one trajectory."""
+    return {OUTCOME_KEY: float(outcome), BONUS_KEY: float(bonus), FIRED_KEY: bool(fired)}
