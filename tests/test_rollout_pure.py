@@ -163,3 +163,34 @@ def test_metrics_by_hand():
     assert m["exgrpo/accuracy_by_rule/inverse"] == pytest.approx(0.5)
     assert all(math.isfinite(v) for v in m.values())
     assert rollout_metrics([{"uid": "x"}]) == {}
+
+
+def test_group_barrier_releases_when_a_session_fails():
+    """A failed session still arrives (empty), so its siblings are not held forever."""
+    import asyncio
+
+    from verl.experimental.agent_loop.agent_loop import AgentLoopMetrics, AgentLoopOutput
+
+    from exgrpo_verl.rollout.managers import _GroupBarrier
+
+    def output(scenario: str, score: float) -> AgentLoopOutput:
+        out = AgentLoopOutput(
+            prompt_ids=[1], response_ids=[2], response_mask=[1], metrics=AgentLoopMetrics(), reward_score=score
+        )
+        out.extra_fields = {"exgrpo_scenario": scenario, "reward_extra_info": {"score": score}}
+        return out
+
+    async def main():
+        barrier = _GroupBarrier(3, ExGRPOSettings())
+        full, partial = output("full", 1.0), output("partial", 0.0)
+        barrier.arrive(0, full)
+        barrier.arrive(0, full)  # arriving twice counts once
+        assert not barrier.released.is_set()
+        barrier.arrive(1, partial)
+        barrier.arrive(2, None)  # the failed one
+        await asyncio.wait_for(barrier.released.wait(), 1)
+        return full, partial
+
+    full, partial = asyncio.run(main())
+    assert full.reward_score == pytest.approx(1.2) and partial.reward_score == 0.0
+    assert full.extra_fields["reward_extra_info"]["exgrpo_bonus"] == pytest.approx(0.2)

@@ -28,14 +28,13 @@ def trajectories_from_tq(keys: list[str], tags: list[dict], partition_id: str) -
     if not real:
         return []
     data = tq.kv_batch_get(keys=real, partition_id=partition_id, select_fields=["extra_fields", "num_turns"])
-    extra_fields = data["extra_fields"].tolist()
-    num_turns = data["num_turns"].tolist()
     trajectories = []
-    for key, fields, turns in zip(real, extra_fields, num_turns, strict=True):
-        fields = dict(fields or {})
+    for key, fields, turns in zip(real, list(data["extra_fields"]), list(data["num_turns"]), strict=True):
+        fields = dict(getattr(fields, "data", fields) or {})
+        turns = getattr(turns, "data", turns)
         reward_info = fields.pop("reward_extra_info", None) or {}
         uid = key.rsplit("_", 2)[0]  # keys are {uid}_{session_id}_{index}
-        trajectories.append({**fields, **reward_info, "uid": uid, "num_turns": turns})
+        trajectories.append({**fields, **reward_info, "uid": uid, "num_turns": int(turns)})
     return trajectories
 
 
