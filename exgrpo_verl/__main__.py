@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("exgrpo_verl.plugin", "verify verl loads the plug-in and every registration works"),
     "paths": ("exgrpo_verl.paths", "print installed paths of the reward file, recipes and data scripts"),
+    "preview": ("exgrpo_verl.rollout.preview", "run the probe-dialogue rollout on CPU for a few rows and show rewards"),
 }
 
 
