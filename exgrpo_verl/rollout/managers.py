@@ -32,7 +32,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopManager, AgentLoopO
 from verl.utils.ray_utils import auto_await
 
 from exgrpo_verl.rollout.agent_loop import GROUP_SIZE_KEY, SCENARIO_FIELD, SESSION_KEY
-from exgrpo_verl.rollout.group_rewards import BONUS_INFO_KEYS, bonus_info, group_bonus
+from exgrpo_verl.rollout.group_rewards import BONUS_INFO_KEYS, batch_bonus, bonus_info, group_bonus
 from exgrpo_verl.rollout.metrics import rollout_metrics
 from exgrpo_verl.rollout.settings import ExGRPOSettings
 
@@ -178,17 +178,9 @@ class ExGRPOAgentLoopManagerLegacy(AgentLoopManager):
         last = output.batch["attention_mask"][:, prompt_length:].sum(dim=1) - 1
         outcomes = scores.sum(dim=1).tolist()
         scenarios = output.non_tensor_batch.get(SCENARIO_FIELD, np.full(len(output), None, dtype=object))
-        infos: list[dict[str, Any]] = [{} for _ in range(len(output))]
-        rows_by_uid: dict[Any, list[int]] = defaultdict(list)
-        for row, uid in enumerate(uids):
-            rows_by_uid[uid].append(row)
-        bonus = torch.zeros(len(output), dtype=scores.dtype)
-        for rows in rows_by_uid.values():
-            result = group_bonus([outcomes[r] for r in rows], [scenarios[r] for r in rows], self.exgrpo_settings)
-            for row, value in zip(rows, result.bonuses, strict=True):
-                bonus[row] = value
-                infos[row] = bonus_info(outcomes[row], value, result.fired)
-        scores[torch.arange(len(output)), last] += bonus
+        bonuses, fired = batch_bonus(outcomes, list(scenarios), list(uids), self.exgrpo_settings)
+        scores[torch.arange(len(output)), last] += torch.tensor(bonuses, dtype=scores.dtype)
+        infos = [bonus_info(o, b, f) for o, b, f in zip(outcomes, bonuses, fired, strict=True)]
         for key in BONUS_INFO_KEYS:
             output.non_tensor_batch[key] = np.array([info[key] for info in infos], dtype=object)
         extra_keys = output.meta_info.setdefault("reward_extra_keys", [])
