@@ -24,7 +24,9 @@ SAMPLER_NAME = "exgrpo_replay_buffer"
 
 # Modules imported for their registration side effects: the probe-dialogue agent loop registers
 # itself in verl's agent-loop registry, which every AgentLoopWorker process consults by agent_name.
-REGISTERING_MODULES: tuple[str, ...] = ("exgrpo_verl.rollout.agent_loop",)
+# The trainer module registers the exgrpo_sync trainer mode in verl's trainer registry, which
+# main_ppo's TaskRunner consults by trainer.v1.trainer_mode.
+REGISTERING_MODULES: tuple[str, ...] = ("exgrpo_verl.rollout.agent_loop", "exgrpo_verl.training.trainer")
 
 for _module in REGISTERING_MODULES:
     importlib.import_module(_module)
@@ -61,6 +63,15 @@ def _probe_agent_loop() -> None:
         raise RuntimeError(f"agent loop {PROBE_AGENT_NAME!r} points to {entry['_target_']!r}")
 
 
+def _probe_trainer_mode() -> None:
+    from verl.trainer.ppo.v1.trainer_base import get_trainer_cls
+
+    from exgrpo_verl.training.trainer import TRAINER_MODE, ExGRPOTrainerSync
+
+    if get_trainer_cls(TRAINER_MODE) is not ExGRPOTrainerSync:
+        raise RuntimeError(f"trainer mode {TRAINER_MODE!r} is not ExGRPOTrainerSync")
+
+
 def _probe_manager() -> None:
     from verl.utils.import_utils import load_class_from_fqn
 
@@ -81,6 +92,12 @@ REGISTRATIONS: tuple[Registration, ...] = (
         "exgrpo_probe_dialogue",
         "rows with agent_name=exgrpo_probe_dialogue (written by the EI pipeline)",
         _probe_agent_loop,
+    ),
+    Registration(
+        "trainer mode",
+        "exgrpo_sync",
+        "trainer.v1.trainer_mode=exgrpo_sync (installs the L_SFT-aux actor loss; needs trainer.use_v1=true)",
+        _probe_trainer_mode,
     ),
     Registration(
         "agent loop manager",

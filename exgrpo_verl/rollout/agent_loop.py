@@ -35,6 +35,9 @@ PROBE_RULES_FIELD = "exgrpo_probe_rules"
 NUM_PROBES_FIELD = "exgrpo_num_probes"
 TRUNCATED_FIELD = "exgrpo_truncated"
 NO_PROBES_FIELD = "exgrpo_no_probes"
+TEACHER_TOKENS_FIELD = "exgrpo_teacher_tokens"
+"""On a teacher-forced row (L_SFT-aux): how many trailing response tokens are the teacher's answer."""
+TEACHER_RULE_FIELD = "exgrpo_teacher_rule"
 
 
 class MissingSessionError(RuntimeError):
@@ -66,8 +69,35 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
         question_key = str(extra_info.get("id", row)) if hasattr(extra_info, "get") else str(row)
         return plan_dialogue(self.settings, probes, question_key, int(session_id), group_size)
 
+    def _teacher_row(
+        self, tokens: list[int], mask: list[int], logprobs: list[float] | None, answer: str, rule: str
+    ) -> AgentLoopOutput | None:
+        """The student's dialogue so far (ending with probe j and the generation prompt) followed by
+        the teacher's answer to probe j: a training row for L_SFT-aux. Every response token has
+        response_mask 0, so verl's policy-gradient, KL and entropy terms ignore the row; the actor
+        loss finds the teacher tokens from ``TEACHER_TOKENS_FIELD``."""
+        room = self.response_length - len(mask)
+        teacher_ids = self.tokenizer.encode(answer, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+        teacher_ids = teacher_ids[:room]
+        if not teacher_ids:
+            return None
+        context = tokens[len(tokens) - len(mask) :] if mask else []
+        response_ids = context + teacher_ids
+        return AgentLoopOutput(
+            prompt_ids=tokens[: len(tokens) - len(mask)],
+            response_ids=response_ids,
+            response_mask=[0] * len(response_ids),
+            response_logprobs=[0.0] * len(response_ids) if logprobs is not None else None,
+            num_turns=0,
+            metrics={},
+            extra_fields={TEACHER_TOKENS_FIELD: len(teacher_ids), TEACHER_RULE_FIELD: rule},
+        )
+
     @rollout_trace_op
-    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput | list[AgentLoopOutput]:
+        """One dialogue. With ``exgrpo.aux_sft_coef > 0`` and probes that carry a teacher answer,
+        returns [teacher-forced rows …, the dialogue] (verl's v1 worker stores every output of a
+        trajectory and takes the group's GRPO statistics from the last one)."""
         plan = self._plan(kwargs)
         raw_prompt = list(kwargs["raw_prompt"])
         question, preamble = raw_prompt[-1], raw_prompt[:-1]
@@ -79,7 +109,8 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
         logprobs: list[float] | None = [] if sampling_params.get("logprobs") else None
         metrics: dict[str, Any] = {}
         request_id = uuid4().hex
-        final_text, finished, assistant_turns = "", False, 0
+        final_text, finished = "", False
+        teacher_rows: list[AgentLoopOutput] = []
 
         for turn, user_message in enumerate(user_turns):
             if turn > 0:
@@ -88,6 +119,11 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 merged, mask, logprobs = await self.ct_merge_context_msg(previous, messages, tokens, mask, logprobs)
                 tokens = merged.token_ids
             is_final = turn == len(user_turns) - 1
+            answer = None if is_final else plan.probes[turn].get("teacher_answer")
+            if answer and self.settings.aux_sft_coef > 0:
+                row = self._teacher_row(tokens, mask, logprobs, answer, plan.probes[turn]["rule"])
+                if row is not None:
+                    teacher_rows.append(row)
             budget = self.response_length - len(mask)
             if budget <= 0:
                 break  # the probes used the whole response budget: no final answer
@@ -106,7 +142,6 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 assistant_logprobs=output.log_probs if logprobs is not None else None,
             )
             tokens = merged.token_ids
-            assistant_turns += 1
             text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
             messages.append({"role": "assistant", "content": text})
             if is_final:
@@ -117,7 +152,7 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
         if plan.scenario is Scenario.PARTIAL and not self.settings.partial_gradient:
             mask = [0] * len(mask)
         response_ids = tokens[len(tokens) - len(mask) :] if mask else []
-        return AgentLoopOutput(
+        dialogue = AgentLoopOutput(
             prompt_ids=tokens[: len(tokens) - len(mask)],
             response_ids=response_ids[: self.response_length],
             response_mask=mask[: self.response_length],
@@ -133,3 +168,4 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 NO_PROBES_FIELD: plan.available == 0,
             },
         )
+        return [*teacher_rows, dialogue] if teacher_rows else dialogue

@@ -50,6 +50,19 @@ def _require_streaming_reward(settings: ExGRPOSettings, reward_loop_worker_handl
         )
 
 
+def _require_aux_trainer(settings: ExGRPOSettings, config: Any) -> None:
+    """L_SFT-aux rides on extra rows and a loss only the exgrpo_sync trainer installs."""
+    if settings.aux_sft_coef <= 0:
+        return
+    from exgrpo_verl.training.trainer import TRAINER_MODE
+
+    if not config.trainer.get("use_v1", True) or config.trainer.v1.get("trainer_mode") != TRAINER_MODE:
+        raise ValueError(
+            f"exgrpo.aux_sft_coef={settings.aux_sft_coef} needs the v1 trainer in its ExGRPO mode: set "
+            f"trainer.use_v1=true trainer.v1.trainer_mode={TRAINER_MODE} (or exgrpo.aux_sft_coef=0)"
+        )
+
+
 def apply_bonus_to_outputs(outputs: list[AgentLoopOutput], settings: ExGRPOSettings) -> None:
     """Add r_dsu to the scored final outputs of one group, in place (v1 path)."""
     outcomes = [float(o.reward_score or 0.0) for o in outputs]
@@ -135,7 +148,9 @@ class ExGRPOAgentLoopManagerTQ(_tq_manager_base()):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _require_streaming_reward(ExGRPOSettings.from_trainer_config(self.config), self.reward_loop_worker_handles)
+        settings = ExGRPOSettings.from_trainer_config(self.config)
+        _require_streaming_reward(settings, self.reward_loop_worker_handles)
+        _require_aux_trainer(settings, self.config)
         self.agent_loop_workers_class = ray.remote(ExGRPOAgentLoopWorkerTQ)
 
 
@@ -156,6 +171,7 @@ class ExGRPOAgentLoopManagerLegacy(AgentLoopManager):
         super().__init__(*args, **kwargs)
         self.exgrpo_settings = ExGRPOSettings.from_trainer_config(self.config)
         _require_streaming_reward(self.exgrpo_settings, self.reward_loop_worker_handles)
+        _require_aux_trainer(self.exgrpo_settings, self.config)
 
     @auto_await
     async def generate_sequences(self, prompts: DataProto) -> DataProto:

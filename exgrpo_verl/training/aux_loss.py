@@ -1,0 +1,88 @@
+"""L_SFT-aux (design card Eq.8): teacher-forced NLL on the teacher's probe answers, added to verl's
+PPO loss.
+
+The probe-dialogue loop emits, next to each dialogue, one extra row per probe that carries a
+teacher answer: the student's dialogue up to that probe (the context it saw), followed by the
+teacher's answer. Those rows have response_mask 0, so every term of verl's ``ppo_loss`` (policy
+gradient, KL, entropy, token counts) ignores them, and ``ppo_loss`` on a batch without them is
+unchanged. This loss adds
+
+    λ · Σ_{teacher tokens} −log π_θ(token | prefix) / N
+
+where N is the normaliser of verl's token-mean policy-gradient term (the global number of
+response tokens in the mini-batch): teacher tokens are weighed like response tokens, and summing
+over micro-batches and data-parallel ranks gives exactly λ · ∇(teacher NLL) / N. Nothing else —
+probe text, the student's own tokens, padding — enters the auxiliary term.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+from verl.utils import tensordict_utils as tu
+from verl.utils.metric import AggregationType, Metric
+from verl.workers.utils.losses import ppo_loss
+from verl.workers.utils.padding import no_padding_2_padding
+
+from exgrpo_verl.rollout.agent_loop import TEACHER_TOKENS_FIELD
+
+NLL_METRIC = "exgrpo/aux_nll_per_token"
+TOKENS_METRIC = "exgrpo/aux_teacher_tokens"
+
+
+def teacher_counts(data: TensorDict) -> list[int]:
+    """Per row: how many trailing response tokens are a teacher's answer (0 for ordinary rows)."""
+    if "extra_fields" not in data.keys():
+        return [0] * data.batch_size[0]
+    counts = []
+    for fields in list(data["extra_fields"]):
+        fields = getattr(fields, "data", fields)
+        counts.append(int(fields.get(TEACHER_TOKENS_FIELD) or 0) if isinstance(fields, dict) else 0)
+    return counts
+
+
+def response_lengths(data: TensorDict) -> torch.Tensor:
+    responses = data["responses"]
+    if responses.is_nested:
+        return responses.offsets().diff()
+    return data["attention_mask"][:, data["prompts"].shape[1] :].sum(dim=1)
+
+
+def teacher_token_mask(data: TensorDict, width: int, counts: list[int]) -> torch.Tensor:
+    """[rows, width] mask of the teacher tokens: the last ``count`` valid response tokens of a row."""
+    lengths = response_lengths(data).tolist()
+    mask = torch.zeros(len(counts), width, dtype=torch.bool)
+    for row, (count, length) in enumerate(zip(counts, lengths, strict=True)):
+        if count:
+            mask[row, max(0, length - count) : length] = True
+    return mask
+
+
+def _pg_token_normaliser(data: TensorDict) -> torch.Tensor | float:
+    """What verl's token-mean divides the policy-gradient sum of this micro-batch by."""
+    batch_num_tokens = tu.get_non_tensor_data(data, "batch_num_tokens", None)
+    if batch_num_tokens:
+        return batch_num_tokens / tu.get_non_tensor_data(data, "dp_size", 1)
+    response_mask = data.select("response_mask").to_padded_tensor()["response_mask"]
+    return response_mask.sum().clamp(min=1)
+
+
+def exgrpo_actor_loss(
+    config: Any, model_output: dict, data: TensorDict, dp_group: Any = None, *, aux_coef: float
+) -> tuple[torch.Tensor, dict]:
+    """verl's ``ppo_loss`` plus ``aux_coef`` · L_SFT-aux; exactly ``ppo_loss`` when there is nothing
+    to add (λ = 0 or no teacher rows)."""
+    counts = teacher_counts(data)
+    normaliser = _pg_token_normaliser(data) if aux_coef and any(counts) else None
+    loss, metrics = ppo_loss(config, model_output, data, dp_group)
+    if normaliser is None:
+        return loss, metrics
+    log_prob = no_padding_2_padding(model_output["log_probs"], data)
+    mask = teacher_token_mask(data, log_prob.shape[1], counts).to(log_prob.device)
+    nll_sum = -(log_prob * mask).sum()
+    teacher_tokens = mask.sum()
+    metrics[NLL_METRIC] = Metric(value=(nll_sum.detach() / teacher_tokens).item(), aggregation=AggregationType.MEAN)
+    metrics[TOKENS_METRIC] = Metric(value=teacher_tokens.item(), aggregation=AggregationType.SUM)
+    return loss + aux_coef * nll_sum / normaliser, metrics

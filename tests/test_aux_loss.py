@@ -1,0 +1,218 @@
+"""L_SFT-aux: teacher rows from the agent loop, and the actor loss built on verl's ppo_loss."""
+
+from __future__ import annotations
+
+import pickle
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+from verl.utils import tensordict_utils as tu
+from verl.utils.config import omega_conf_to_dataclass
+from verl.workers.utils.losses import ppo_loss
+
+from exgrpo_verl.rollout.agent_loop import TEACHER_TOKENS_FIELD
+from exgrpo_verl.rollout.managers import _require_aux_trainer
+from exgrpo_verl.rollout.settings import ExGRPOSettings
+from exgrpo_verl.testing import build_tiny_model, build_tokenizer
+from exgrpo_verl.testing.actor import pad_rollouts, response_log_probs, sequence_log_probs
+from exgrpo_verl.testing.servers import ScriptedServer
+from exgrpo_verl.training.aux_loss import NLL_METRIC, TOKENS_METRIC, exgrpo_actor_loss
+from exgrpo_verl.training.trainer import TRAINER_MODE, ExGRPOTrainerSync
+from tests.rollout_helpers import PROBES, QUESTION, make_row, run_dialogues, trainer_config
+
+AUX = ("++exgrpo.aux_sft_coef=0.5",)
+
+
+def _reply(prompt: str) -> str:
+    return "\\boxed{5}" if QUESTION in prompt else "a student answer"
+
+
+def _dialogue_with_teacher_rows(session: int = 0):
+    tokenizer = build_tokenizer("qwen2")
+    outputs = run_dialogues(tokenizer, ScriptedServer(tokenizer, _reply), [(make_row(), session)], overrides=AUX)[0]
+    return tokenizer, outputs
+
+
+def test_agent_loop_emits_teacher_rows_before_the_dialogue():
+    tokenizer, outputs = _dialogue_with_teacher_rows()
+    *teacher_rows, dialogue = outputs
+    rules = dialogue.extra_fields["exgrpo_probe_rules"]
+    with_answers = [r for r in rules if next(p for p in PROBES if p["rule"] == r)["teacher_answer"]]
+    assert [row.extra_fields["exgrpo_teacher_rule"] for row in teacher_rows] == with_answers
+    for row in teacher_rows:
+        answer = next(p for p in PROBES if p["rule"] == row.extra_fields["exgrpo_teacher_rule"])["teacher_answer"]
+        count = row.extra_fields[TEACHER_TOKENS_FIELD]
+        assert row.prompt_ids == dialogue.prompt_ids
+        assert set(row.response_mask) == {0} and len(row.response_mask) == len(row.response_ids)
+        assert tokenizer.decode(row.response_ids[-count:], skip_special_tokens=True) == answer
+        # the context is the student's own dialogue up to this probe
+        context = row.response_ids[:-count]
+        assert dialogue.response_ids[: len(context)] == context
+        question = next(p for p in PROBES if p["rule"] == row.extra_fields["exgrpo_teacher_rule"])["question"]
+        full_text = tokenizer.decode(row.prompt_ids + context)
+        assert full_text.rstrip().endswith("assistant") and question in full_text.split("<|im_start|>user")[-1]
+
+
+def test_no_teacher_rows_without_coefficient_or_answers():
+    tokenizer = build_tokenizer("qwen2")
+    server = ScriptedServer(tokenizer, _reply)
+    plain = run_dialogues(tokenizer, server, [(make_row(), 0)])[0]
+    assert not isinstance(plain, list)
+    no_answers = [{**p, "teacher_answer": None} for p in PROBES]
+    assert not isinstance(run_dialogues(tokenizer, server, [(make_row(no_answers), 0)], overrides=AUX)[0], list)
+
+
+def _nested(data):
+    """The same micro-batch in the jagged (no-padding) layout verl's engines train on."""
+    prompt_width = data["prompts"].shape[1]
+    rows = []
+    for i in range(data.batch_size[0]):
+        valid = data["attention_mask"][i].bool()
+        prompt_valid, response_valid = valid[:prompt_width], valid[prompt_width:]
+        rows.append(
+            {
+                "prompts": data["prompts"][i][prompt_valid],
+                "responses": data["responses"][i][response_valid],
+                "response_mask": data["response_mask"][i][response_valid],
+                "old_log_probs": data["old_log_probs"][i][response_valid],
+                "advantages": data["advantages"][i][response_valid],
+                "extra_fields": list(data["extra_fields"])[i],
+            }
+        )
+    nested = tu.list_of_dict_to_tensordict(rows)
+    for key in ("dp_size", "batch_num_tokens", "global_batch_size"):
+        tu.assign_non_tensor_data(nested, key, tu.get_non_tensor_data(data, key, None))
+    return nested
+
+
+def _loss_inputs(outputs, tokenizer):
+    """A micro-batch of the dialogue plus its teacher rows, with verl's fields."""
+    batch = pad_rollouts(
+        [o.prompt_ids for o in outputs],
+        [o.response_ids for o in outputs],
+        [o.response_mask for o in outputs],
+        tokenizer.pad_token_id,
+    )
+    rows = len(outputs)
+    data = tu.get_tensordict(
+        {
+            **batch,
+            "old_log_probs": torch.zeros(rows, batch["responses"].shape[1]),
+            "advantages": torch.linspace(-1.0, 1.0, rows).unsqueeze(1) * batch["response_mask"],
+            "extra_fields": [dict(o.extra_fields) for o in outputs],
+        }
+    )
+    for key, value in {"dp_size": 1, "batch_num_tokens": None, "global_batch_size": None}.items():
+        tu.assign_non_tensor_data(data, key, value)
+    return batch, data
+
+
+def _actor_config():
+    config = trainer_config("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4")
+    return omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+
+
+def _grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("layout", ["padded", "nested"])
+def test_gradient_is_ppo_plus_lambda_times_teacher_nll(layout):
+    tokenizer, outputs = _dialogue_with_teacher_rows()
+    # a second dialogue without teacher rows makes the batch mixed
+    other = run_dialogues(tokenizer, ScriptedServer(tokenizer, _reply), [(make_row(), 2)])[0]
+    outputs = [*outputs, other]
+    batch, data = _loss_inputs(outputs, tokenizer)
+    model = build_tiny_model(tokenizer, "qwen2")
+    actor, coef = _actor_config(), 0.5
+    with torch.no_grad():
+        data["old_log_probs"] = response_log_probs(sequence_log_probs(model, batch), batch)
+    if layout == "nested":
+        data = _nested(data)
+
+    ours, metrics = exgrpo_actor_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data, aux_coef=coef)
+    plain, _ = ppo_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data)
+
+    # the teacher NLL computed directly with the model, independently of verl's layout helpers
+    nll, teacher_tokens = torch.zeros(()), 0
+    for output in outputs:
+        count = output.extra_fields.get(TEACHER_TOKENS_FIELD, 0)
+        if not count:
+            continue
+        sequence = torch.tensor([output.prompt_ids + output.response_ids])
+        log_probs = torch.log_softmax(model(input_ids=sequence).logits[0, :-1], dim=-1)
+        targets = sequence[0, 1:]
+        token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        nll = nll - token_log_probs[-count:].sum()
+        teacher_tokens += count
+    response_tokens = sum(sum(o.response_mask) for o in outputs)
+    direct = plain + coef * nll / response_tokens
+
+    assert teacher_tokens > 0 and metrics[TOKENS_METRIC].values == [teacher_tokens]
+    assert metrics[NLL_METRIC].values == [pytest.approx((nll / teacher_tokens).item(), rel=1e-4)]
+    assert ours.item() == pytest.approx(direct.item(), rel=1e-5)
+    for got, want in zip(_grads(model, ours), _grads(model, direct), strict=True):
+        assert torch.allclose(got, want, atol=1e-6, rtol=1e-4)
+
+
+def test_zero_coefficient_is_exactly_plain_ppo():
+    tokenizer, outputs = _dialogue_with_teacher_rows()
+    batch, data = _loss_inputs(outputs, tokenizer)
+    model = build_tiny_model(tokenizer, "qwen2")
+    actor = _actor_config()
+    ours, metrics = exgrpo_actor_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data, aux_coef=0.0)
+    plain, plain_metrics = ppo_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data)
+    assert ours.item() == plain.item() and NLL_METRIC not in metrics
+    assert set(metrics) == set(plain_metrics)
+    for got, want in zip(_grads(model, ours), _grads(model, plain), strict=True):
+        assert torch.equal(got, want)
+
+
+def test_rows_without_teacher_answers_contribute_nothing():
+    tokenizer = build_tokenizer("qwen2")
+    outputs = run_dialogues(tokenizer, ScriptedServer(tokenizer, _reply), [(make_row(), s) for s in (0, 3)])
+    batch, data = _loss_inputs(outputs, tokenizer)
+    model = build_tiny_model(tokenizer, "qwen2")
+    actor = _actor_config()
+    ours, _ = exgrpo_actor_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data, aux_coef=0.5)
+    plain, _ = ppo_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data)
+    assert ours.item() == plain.item()
+
+
+def test_loss_function_survives_pickling_for_ray():
+    fn = partial(exgrpo_actor_loss, config=_actor_config(), aux_coef=0.1)
+    assert pickle.loads(pickle.dumps(fn)).keywords["aux_coef"] == 0.1
+
+
+def test_trainer_mode_runs_as_verls_sync_trainer_and_installs_the_loss():
+    config = trainer_config(
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4", f"trainer.v1.trainer_mode={TRAINER_MODE}", *AUX
+    )
+    trainer = object.__new__(ExGRPOTrainerSync)  # verl's real class; workers replaced by recorders
+    trainer.config, trainer.trainer_mode, trainer._add_prompts_to_generate = config, TRAINER_MODE, lambda n: n
+    buffer = trainer._build_replay_buffer()
+    assert trainer.trainer_mode == "sync" and type(buffer).__name__ == "ReplayBuffer"
+
+    installed = []
+    trainer.actor_rollout_wg = SimpleNamespace(set_loss_fn=installed.append)
+    trainer.checkpoint_manager = SimpleNamespace(update_weights=lambda step: None)
+    trainer.global_steps = 0
+    trainer.on_init_end()
+    assert len(installed) == 1 and installed[0].keywords["aux_coef"] == 0.5
+    assert installed[0].func is exgrpo_actor_loss
+
+
+def test_aux_needs_the_exgrpo_trainer_mode():
+    settings = ExGRPOSettings(aux_sft_coef=0.1)
+    with pytest.raises(ValueError, match="trainer.v1.trainer_mode=exgrpo_sync"):
+        _require_aux_trainer(settings, trainer_config())
+    with pytest.raises(ValueError, match="trainer.use_v1=true"):
+        _require_aux_trainer(
+            settings, trainer_config("trainer.use_v1=false", f"trainer.v1.trainer_mode={TRAINER_MODE}")
+        )
+    _require_aux_trainer(settings, trainer_config(f"trainer.v1.trainer_mode={TRAINER_MODE}"))
+    _require_aux_trainer(ExGRPOSettings(), trainer_config())
