@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from exgrpo_verl.testing import build_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+)
+DEVICES = ["cpu", CUDA]
+"""Parametrise a test over devices: the CUDA variant is marked ``gpu`` and skips without CUDA."""
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from exgrpo_verl.rollout.hf_server import HFGenerateServer
 from exgrpo_verl.schema import MalformedProbesError
 from exgrpo_verl.testing import build_tiny_model, build_tokenizer
 from exgrpo_verl.testing.servers import ScriptedServer
+from tests.conftest import DEVICES
 from tests.rollout_helpers import PROBES, QUESTION, make_loop, make_row, run_dialogues, run_kwargs
 
 
@@ -177,10 +178,11 @@ def test_logprobs_follow_the_mask():
     assert all((lp != 0.0) == bool(m) for lp, m in zip(output.response_logprobs, output.response_mask, strict=True))
 
 
-def test_with_a_tiny_random_model():
+@pytest.mark.parametrize("device", DEVICES)
+def test_with_a_tiny_random_model(device):
     """A real transformers model behind the server: arbitrary token streams, same invariants."""
     tokenizer = build_tokenizer("qwen2")
-    server = HFGenerateServer(build_tiny_model(tokenizer, "qwen2"), tokenizer)
+    server = HFGenerateServer(build_tiny_model(tokenizer, "qwen2").to(device), tokenizer)
     output = run(
         tokenizer, server, make_row(), 0, overrides=("++exgrpo.probe_max_tokens=12", "++exgrpo.final_max_tokens=16")
     )

@@ -20,6 +20,7 @@ from exgrpo_verl.testing.actor import pad_rollouts, response_log_probs, sequence
 from exgrpo_verl.testing.servers import ScriptedServer
 from exgrpo_verl.training.aux_loss import NLL_METRIC, TOKENS_METRIC, exgrpo_actor_loss
 from exgrpo_verl.training.trainer import TRAINER_MODE, ExGRPOTrainerSync
+from tests.conftest import DEVICES
 from tests.rollout_helpers import PROBES, QUESTION, make_row, run_dialogues, trainer_config
 
 AUX = ("++exgrpo.aux_sft_coef=0.5",)
@@ -120,14 +121,16 @@ def _grads(model, loss):
     return [p.grad.clone() for p in model.parameters()]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["padded", "nested"])
-def test_gradient_is_ppo_plus_lambda_times_teacher_nll(layout):
+def test_gradient_is_ppo_plus_lambda_times_teacher_nll(layout, device):
     tokenizer, outputs = _dialogue_with_teacher_rows()
     # a second dialogue without teacher rows makes the batch mixed
     other = run_dialogues(tokenizer, ScriptedServer(tokenizer, _reply), [(make_row(), 2)])[0]
     outputs = [*outputs, other]
     batch, data = _loss_inputs(outputs, tokenizer)
-    model = build_tiny_model(tokenizer, "qwen2")
+    model = build_tiny_model(tokenizer, "qwen2").to(device)
+    data = data.to(device)
     actor, coef = _actor_config(), 0.5
     with torch.no_grad():
         data["old_log_probs"] = response_log_probs(sequence_log_probs(model, batch), batch)
@@ -138,12 +141,12 @@ def test_gradient_is_ppo_plus_lambda_times_teacher_nll(layout):
     plain, _ = ppo_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data)
 
     # the teacher NLL computed directly with the model, independently of verl's layout helpers
-    nll, teacher_tokens = torch.zeros(()), 0
+    nll, teacher_tokens = torch.zeros((), device=device), 0
     for output in outputs:
         count = output.extra_fields.get(TEACHER_TOKENS_FIELD, 0)
         if not count:
             continue
-        sequence = torch.tensor([output.prompt_ids + output.response_ids])
+        sequence = torch.tensor([output.prompt_ids + output.response_ids], device=device)
         log_probs = torch.log_softmax(model(input_ids=sequence).logits[0, :-1], dim=-1)
         targets = sequence[0, 1:]
         token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -18,6 +18,7 @@ from exgrpo_verl.rollout.settings import ExGRPOSettings
 from exgrpo_verl.testing import build_tiny_model, build_tokenizer
 from exgrpo_verl.testing.actor import loss_batch, pad_rollouts, response_log_probs, sequence_log_probs
 from exgrpo_verl.testing.servers import ScriptedServer
+from tests.conftest import DEVICES
 from tests.rollout_helpers import QUESTION, make_row, run_dialogues, trainer_config
 
 
@@ -28,7 +29,8 @@ def answers_right_after_probes(prompt: str) -> str:
     return "\\boxed{5}" if prompt.count("Let me think about that.") >= 2 else "\\boxed{6}"
 
 
-def test_group_to_optimizer_step():
+@pytest.mark.parametrize("device", DEVICES)
+def test_group_to_optimizer_step(device):
     tokenizer = build_tokenizer("qwen2")
     row = make_row()
     outputs = run_dialogues(
@@ -57,9 +59,10 @@ def test_group_to_optimizer_step():
     batch = pad_rollouts(
         [o.prompt_ids for o in outputs], [o.response_ids for o in outputs], [o.response_mask for o in outputs], 0
     )
+    batch = {key: value.to(device) for key, value in batch.items()}
     last = batch["response_mask"].size(1) - 1 - torch.argmax(batch["attention_mask"].flip(1), dim=1)
     token_rewards = torch.zeros_like(batch["response_mask"], dtype=torch.float32)
-    token_rewards[torch.arange(4), last] = torch.tensor(rewards)  # where verl puts the reward
+    token_rewards[torch.arange(4), last] = torch.tensor(rewards, device=device)  # where verl puts the reward
     advantages, _ = compute_grpo_outcome_advantage(
         token_rewards, batch["response_mask"], index=np.array(["g"] * 4, dtype=object)
     )
@@ -71,7 +74,7 @@ def test_group_to_optimizer_step():
         assert torch.allclose(masked, torch.full_like(masked, value), atol=1e-5)
     assert advantages[batch["response_mask"] == 0].abs().sum() == 0
 
-    model = build_tiny_model(tokenizer, "qwen2")
+    model = build_tiny_model(tokenizer, "qwen2").to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with torch.no_grad():
         old = response_log_probs(sequence_log_probs(model, batch), batch)

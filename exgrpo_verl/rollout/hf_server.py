@@ -41,7 +41,7 @@ class HFGenerateServer:
             options.update(temperature=temperature, top_p=float(sampling_params.get("top_p", 1.0)))
             if top_k > 0:
                 options["top_k"] = top_k
-        input_ids = torch.tensor([prompt_ids])
+        input_ids = torch.tensor([prompt_ids], device=self.model.device)
         with torch.no_grad():
             output = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **options)
         return output[0, len(prompt_ids) :].tolist()

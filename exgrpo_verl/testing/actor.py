@@ -29,9 +29,11 @@ def pad_rollouts(
 def sequence_log_probs(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Next-token log-probs of every unpadded prompt+response sequence, concatenated: position k
     holds log p(token k+1 | tokens ≤ k), as verl's engines return ``log_probs`` (no padding)."""
-    input_ids = torch.cat([batch["prompts"], batch["responses"]], dim=1)
+    device = next(model.parameters()).device
+    input_ids = torch.cat([batch["prompts"], batch["responses"]], dim=1).to(device)
+    attention = batch["attention_mask"].to(device)
     pieces = []
-    for ids, mask in zip(input_ids, batch["attention_mask"], strict=True):
+    for ids, mask in zip(input_ids, attention, strict=True):
         sequence = ids[mask.bool()].unsqueeze(0)
         logits = model(input_ids=sequence).logits[0].float()
         next_ids = torch.roll(sequence[0], shifts=-1)
@@ -44,7 +46,8 @@ def response_log_probs(flat: torch.Tensor, batch: dict[str, torch.Tensor]) -> to
     """The response part of :func:`sequence_log_probs`, padded to [batch, response_width]."""
     from verl.workers.utils.padding import no_padding_2_padding
 
-    return no_padding_2_padding(flat, TensorDict(batch, batch_size=batch["prompts"].size(0)))
+    on_device = {key: value.to(flat.device) for key, value in batch.items()}
+    return no_padding_2_padding(flat, TensorDict(on_device, batch_size=batch["prompts"].size(0)))
 
 
 def loss_batch(batch: dict[str, torch.Tensor], **fields: Any) -> TensorDict:
