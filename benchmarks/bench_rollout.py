@@ -19,18 +19,18 @@ import time
 import numpy as np
 import torch
 from transformers.utils import get_json_schema
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
+from verl.experimental.agent_loop.agent_loop import ToolListWrap
 from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 from verl.tools.function_tool import FunctionTool
 from verl.tools.schemas import OpenAIFunctionToolSchema
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
-from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.workers.rollout.replica import TokenOutput
 
 from exgrpo_verl.datasets import Record
 from exgrpo_verl.rollout.agent_loop import ProbeDialogueAgentLoop
 from exgrpo_verl.rollout.group_rewards import batch_bonus
 from exgrpo_verl.rollout.settings import ExGRPOSettings
+from exgrpo_verl.rollout.standalone import standalone_agent_loop
 from exgrpo_verl.schema import build_rl_row
 from exgrpo_verl.testing import build_tokenizer
 from exgrpo_verl.testing.verl_config import compose_trainer_config
@@ -98,15 +98,7 @@ def time_probe_loop(tokenizer, turns: int, dialogues: int) -> float:
     server = TurnCountingServer(tokenizer, turns, REPLY, REPLY + " \\boxed{19}")
 
     def make():
-        return ProbeDialogueAgentLoop(
-            trainer_config=DictConfigWrap(config),
-            server_manager=server,
-            tokenizer=tokenizer,
-            processor=None,
-            dataset_cls=RLHFDataset,
-            data_config=DictConfigWrap(config.data),
-            hf_model_type="qwen2",
-        )
+        return standalone_agent_loop(ProbeDialogueAgentLoop, config, server, tokenizer, "qwen2")
 
     def kwargs_for(index: int) -> dict:
         return {"raw_prompt": row["prompt"], "extra_info": row["extra_info"], "session_id": 0, "exgrpo_group_size": 1}
@@ -126,16 +118,7 @@ def time_tool_loop(tokenizer, turns: int, dialogues: int) -> float:
     prompt = [{"role": "user", "content": QUESTION}]
 
     def make():
-        return ToolAgentLoop(
-            trainer_config=DictConfigWrap(config),
-            server_manager=server,
-            tokenizer=tokenizer,
-            processor=None,
-            dataset_cls=RLHFDataset,
-            data_config=DictConfigWrap(config.data),
-            hf_model_type="qwen2",
-            tools=ToolListWrap([tool]),
-        )
+        return standalone_agent_loop(ToolAgentLoop, config, server, tokenizer, "qwen2", tools=ToolListWrap([tool]))
 
     elapsed = asyncio.run(_time_loop(make, lambda index: {"raw_prompt": prompt}, dialogues))
     assert server.calls == turns * dialogues, (server.calls, turns * dialogues)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 from functools import lru_cache
 
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap
-from verl.utils.dataset.rl_dataset import RLHFDataset
-
 from exgrpo_verl.datasets import Record
 from exgrpo_verl.rollout.agent_loop import ProbeDialogueAgentLoop
+from exgrpo_verl.rollout.standalone import standalone_agent_loop
 from exgrpo_verl.schema import build_rl_row
 from exgrpo_verl.testing.tiny import CHAT_STYLES
 from exgrpo_verl.testing.verl_config import compose_trainer_config
@@ -45,15 +43,7 @@ def trainer_config(*overrides: str):
 
 def make_loop(tokenizer, server, style: str = "qwen2", overrides: tuple[str, ...] = ()) -> ProbeDialogueAgentLoop:
     config = trainer_config(*overrides)
-    return ProbeDialogueAgentLoop(
-        trainer_config=DictConfigWrap(config),
-        server_manager=server,
-        tokenizer=tokenizer,
-        processor=None,
-        dataset_cls=RLHFDataset,
-        data_config=DictConfigWrap(config.data),
-        hf_model_type=CHAT_STYLES[style]["model_type"],
-    )
+    return standalone_agent_loop(ProbeDialogueAgentLoop, config, server, tokenizer, CHAT_STYLES[style]["model_type"])
 
 
 def run_dialogues(tokenizer, server, jobs, style: str = "qwen2", overrides: tuple[str, ...] = (), **params) -> list:

@@ -54,24 +54,19 @@ def _show(text: str, width: int = 100) -> str:
 
 
 async def _rollouts(config: Any, server: Any, tokenizer: Any, rows: list[dict], n: int, temperature: float) -> list:
-    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
-    from verl.utils.dataset.rl_dataset import RLHFDataset
-
     from exgrpo_verl.rollout.agent_loop import GROUP_SIZE_KEY, SESSION_KEY, ProbeDialogueAgentLoop
+    from exgrpo_verl.rollout.standalone import standalone_agent_loop
 
-    loop = ProbeDialogueAgentLoop(
-        trainer_config=DictConfigWrap(config),
-        server_manager=server,
-        tokenizer=tokenizer,
-        processor=None,
-        dataset_cls=RLHFDataset,
-        data_config=DictConfigWrap(config.data),
-        hf_model_type=getattr(server.model.config, "model_type", None),
-    )
+    model_type = getattr(server.model.config, "model_type", None)
+    loop = standalone_agent_loop(ProbeDialogueAgentLoop, config, server, tokenizer, model_type)
     groups = []
     for row in rows:
         kwargs = {"raw_prompt": list(row["prompt"]), "extra_info": row["extra_info"], GROUP_SIZE_KEY: n}
-        groups.append([await loop.run({"temperature": temperature}, **kwargs, **{SESSION_KEY: s}) for s in range(n)])
+        group = []
+        for session in range(n):
+            result = await loop.run({"temperature": temperature}, **kwargs, **{SESSION_KEY: session})
+            group.append(result[-1] if isinstance(result, list) else result)  # teacher rows come first
+        groups.append(group)
     return groups
 
 
