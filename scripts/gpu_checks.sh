@@ -59,7 +59,7 @@ run() {
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
   export PYTHONPATH=/tmp/site
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0))"
-  python3 -m exgrpo_verl check
+  (cd /tmp && python3 -m exgrpo_verl check)  # outside the checkout, so the installed wheel is used
   python3 -m pytest -q -p no:cacheprovider -m gpu -o addopts="" \
     tests/test_agent_loop.py tests/test_rollout_pipeline.py tests/test_aux_loss.py
 }
