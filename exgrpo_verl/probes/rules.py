@@ -159,14 +159,14 @@ def decomposition(record: Record, rationale: str | None) -> list[Probe] | NotApp
     """GSM8K Socratic sub-questions become probes with their gold answers; otherwise ask for the
     sub-questions of a multi-step solution."""
     name, context = "decomposition", slots.context(record)
-    if len(record.sub_questions) >= 2:
-        probes = []
-        for sub_question, step in record.sub_questions[:-1]:  # the last one restates the question
-            value = slots.final_value(step)
-            reference = f"{step}\n\n{_boxed(value)}" if value is not None else step
-            probes.append(
-                _probe(name, f"{context}\n\nAnswer this part of the problem first: {sub_question}", reference)
-            )
+    probes = []
+    for sub_question, step in record.sub_questions[:-1]:  # the last one restates the question
+        if not any(char.isdigit() for char in step):
+            continue  # "Define a variable" -> "Let x be ...": a setup line, not a question to answer
+        value = slots.final_value(step)
+        reference = f"{step}\n\n{_boxed(value)}" if value is not None else step
+        probes.append(_probe(name, f"{context}\n\nAnswer this part of the problem first: {sub_question}", reference))
+    if probes:
         return probes
     if len(slots.steps(rationale)) >= 2:
         return [

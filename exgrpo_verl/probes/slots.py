@@ -16,12 +16,12 @@ from exgrpo_verl.datasets.record import Record
 
 # A number written in digits, not part of a word, a time (3:30), a fraction (1/2) or a decimal.
 _NUMBER = re.compile(r"(?<![\w.,:/])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w:/]|[.,]\d)")
-_AMOUNT = r"\$?\d[\d,]*(?:\.\d+)?%?"
+_AMOUNT = r"\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?"
 # A unit after an amount: "20 sheep", "2 GB/minute", "$20/hour" (never the multiplication sign x).
 _UNIT = r"(?:\s?/(?!\d)[A-Za-z]+|\s(?!x\b)[A-Za-z]+(?:/[A-Za-z]+)?)"
 _OPERAND = rf"\(*{_AMOUNT}\)*{_UNIT}?"
 _EQUATION = re.compile(
-    rf"(?P<lhs>{_OPERAND}(?:\s*[-+*/×÷x]\s*{_OPERAND})+)\s*=\s*\$?(?P<rhs>-?\d[\d,]*(?:\.\d+)?)(?![\d.]\d)"
+    rf"(?P<lhs>{_OPERAND}(?:\s*[-+*/×÷x]\s*{_OPERAND})+)\s*=\s*\$?(?P<rhs>-?(?:\d[\d,]*(?:\.\d+)?|\.\d+))(?![\d.]\d)"
 )
 _UNIT_AFTER_AMOUNT = re.compile(rf"(?<=[\d%)]){_UNIT}")
 _TIMES_X = re.compile(r"(?<=[\d%)\s])x(?=[\s($\d])")
@@ -169,9 +169,10 @@ def context(record: Record) -> str:
 
 
 def final_value(step: str) -> str | None:
-    """The number a solution step arrives at: its last equation's result, else its last number."""
+    """The number a solution step arrives at: its last checked equation's result, else its only
+    number; None when that is not clear (several numbers and no checked equation)."""
     found = equations(step)
     if found:
         return found[-1].rhs.replace(",", "")
-    slots = numbers(step)
-    return format_number(slots[-1].value) if slots else None
+    values = {slot.value for slot in numbers(step)}
+    return format_number(values.pop()) if len(values) == 1 else None

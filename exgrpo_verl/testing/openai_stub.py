@@ -72,6 +72,8 @@ class StubServer:
         self._release = threading.Event()
         self._abort_held = False
         self.held = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -152,6 +154,16 @@ class StubServer:
                     self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 key = body_key(body)
+                with stub._lock:
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                try:
+                    self._answer(key, body)
+                finally:
+                    with stub._lock:
+                        stub.in_flight -= 1
+
+            def _answer(self, key: str, body: dict[str, Any]) -> None:
                 with stub._lock:
                     stub.received.append(key)
                     stub.attempts[key] += 1
