@@ -57,11 +57,14 @@ class StubServer:
         faults: FaultPlan | None = None,
         timeout_hold_s: float = 5.0,
         port: int = 0,
+        api_key: str | None = None,
     ):
         self.script = script
         self.latency_s = latency_s
         self.faults = faults
         self.timeout_hold_s = timeout_hold_s
+        self.api_key = api_key
+        """When set, requests without "Authorization: Bearer <api_key>" get HTTP 401."""
         self.received: list[str] = []
         self.answered: list[str] = []
         self.aborted: list[str] = []
@@ -152,6 +155,9 @@ class StubServer:
                     return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                if stub.api_key is not None and self.headers.get("Authorization") != f"Bearer {stub.api_key}":
+                    self._send_json(401, {"error": {"message": "invalid API key"}})
                     return
                 key = body_key(body)
                 with stub._lock:
