@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from exgrpo_verl.probes.cache import CompletionCache, request_key
 from exgrpo_verl.probes.messages import Messages
@@ -108,8 +109,8 @@ class _GiveUp(Exception):
         self.kind = kind
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
     if not value:
         return None
     try:
@@ -145,20 +146,20 @@ class ChatClient:
         self._on_change = on_change or (lambda: None)
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self._in_flight: dict[str, asyncio.Future[str | None]] = {}
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ChatClient:
-        limits = httpx.Limits(
-            max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency
-        )
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.config.timeout_s), limits=limits, headers=self.config.headers()
+        # aiohttp rather than httpx: httpcore's pool costs O(connections) per request and stalls at ~50 in flight.
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.config.concurrency),
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            headers=self.config.headers(),
         )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     async def complete(self, messages: Messages) -> str | None:
@@ -218,23 +219,25 @@ class ChatClient:
     async def _post(self, body: dict[str, Any]) -> str:
         assert self._http is not None, "use ChatClient as an async context manager"
         try:
-            response = await self._http.post(self.config.url, json=body)
-        except httpx.TimeoutException as error:
+            async with self._http.post(self.config.url, json=body) as response:
+                status = response.status
+                text = await response.text()
+                headers = response.headers
+        except asyncio.TimeoutError as error:
             raise _Retry("timeout") from error
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             raise _Retry("connection_error") from error
-        status = response.status_code
         if status in FATAL_STATUSES:
             raise EndpointError(
                 f"{self.config.url} answered HTTP {status} for model {self.config.model!r}: check the base URL, "
-                f"the model name and the API key in ${self.config.api_key_env}. Body: {response.text[:300]}"
+                f"the model name and the API key in ${self.config.api_key_env}. Body: {text[:300]}"
             )
         if status in RETRY_STATUSES or status >= 500:
-            raise _Retry(f"http_{status}", _retry_after(response))
+            raise _Retry(f"http_{status}", _retry_after(headers))
         if status != 200:
             raise _GiveUp(f"http_{status}")
         try:
-            payload = response.json()
+            payload = json.loads(text)
         except ValueError as error:
             raise _Retry("malformed_response") from error
         return _content(payload)

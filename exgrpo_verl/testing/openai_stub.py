@@ -47,6 +47,11 @@ def fail_first(*faults: Fault) -> FaultPlan:
     return lambda key, attempt: faults[attempt - 1] if attempt <= len(faults) else None
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the default backlog (5) refuses connections when many clients start at once
+    daemon_threads = True
+
+
 class StubServer:
     """``with StubServer(script) as stub: ... stub.base_url ...``"""
 
@@ -77,7 +82,7 @@ class StubServer:
         self.held = 0
         self.in_flight = 0
         self.max_in_flight = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -127,6 +132,7 @@ class StubServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
