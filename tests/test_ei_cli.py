@@ -124,3 +124,17 @@ def test_eval_set_and_check_data(tmp_path, capsys):
     )
     assert "3 records from 3 rows, 0 malformed" in capsys.readouterr().out
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_rejected_api_key_stops_the_build(gsm8k_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EXGRPO_TEST_KEY", "wrong")
+    with StubServer(api_key="right") as stub:
+        code = exgrpo_main(
+            ["ei-build", "--dataset=gsm8k", f"--local-path={gsm8k_file}", f"--out-dir={tmp_path}", "--limit=3"]
+            + [f"--teacher-url={stub.base_url}", "--teacher-model=t", "--teacher-api-key-env=EXGRPO_TEST_KEY"]
+            + ["--no-progress"]
+        )
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "HTTP 401" in error and "$EXGRPO_TEST_KEY" in error
+    assert not (tmp_path / "rl_train.parquet").exists()
