@@ -26,8 +26,11 @@ SHARED = {
 
 
 @pytest.mark.parametrize("name", list(SHARED))
-def test_every_row_of_the_real_copy_loads(name, shared_data):
+def test_every_row_of_the_real_copy_loads(name, shared_data, capsys):
     files, rows = SHARED[name]
+    local = [f"--local-path={shared_data / f}" for f in files]
+    assert exgrpo_main(["ei-check-data", f"--dataset={name}", *local, "--show=0"]) == 0
+    assert f"{rows} records from {rows} rows, 0 malformed row(s) skipped, 0 not derivable" in capsys.readouterr().out
     result = load_records(name, "test", local_paths=[shared_data / f for f in files])
     assert result.rows_read == rows
     assert len(result.records) == rows and not result.bad_rows and result.not_derivable == 0
