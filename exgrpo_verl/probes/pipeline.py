@@ -163,11 +163,15 @@ class _Builder:
             await self._rejection(outcome)
         return outcome
 
+    async def _ask_teacher(self, request: messages.Messages) -> str | None:
+        assert self.teacher is not None, "this stage needs a teacher endpoint"
+        return await self.teacher.complete(request)
+
     async def _rationale(self, record: Record, outcome: QuestionOutcome) -> str | None:
         """R_T: the teacher's solution when it is correct, else the dataset's own rationale."""
         if self.teacher is None or not self.config.teacher_rationale:
             return record.rationale
-        text = await self.teacher.complete(question_messages(record.question, record.data_source))
+        text = await self._ask_teacher(question_messages(record.question, record.data_source))
         if text is not None and filters.answers_question(text, record):
             outcome.teacher_rationale = True
             return text
@@ -176,14 +180,14 @@ class _Builder:
     async def _make_probes(self, record: Record, rationale: str | None, outcome: QuestionOutcome) -> None:
         templates: TemplateResult = template_probes(record, rationale, self.config.rules)
         if not self.config.uses_teacher_probes:
-            outcome.probes = [ProbeState(dict(p)) for p in templates.probes]  # type: ignore[arg-type]
+            outcome.probes = [ProbeState(probe) for probe in templates.probes]
             outcome.not_applicable = templates.not_applicable
             return
         authored = await asyncio.gather(*(self._author(rule, record, rationale) for rule in self.config.rules))
         for rule, result in zip(self.config.rules, authored, strict=True):
             if rule == "decomposition" and record.sub_questions:
                 # The dataset's own sub-questions are real decomposition probes; no need to ask.
-                outcome.probes += [ProbeState(dict(p)) for p in templates.probes if p["rule"] == rule]  # type: ignore[arg-type]
+                outcome.probes += [ProbeState(probe) for probe in templates.probes if probe["rule"] == rule]
             elif result is None:
                 outcome.authoring_failed.append(rule)
             elif result == "":
@@ -195,13 +199,13 @@ class _Builder:
         """The teacher's probe, "" when it declined, None when the request failed."""
         if rule == "decomposition" and record.sub_questions:
             return ""
-        text = await self.teacher.complete(messages.authoring_messages(rule, record, rationale))  # type: ignore[union-attr]
+        text = await self._ask_teacher(messages.authoring_messages(rule, record, rationale))
         if text is None:
             return None
         return messages.parse_authored_probe(text) or ""
 
     async def _teacher_answer(self, state: ProbeState) -> None:
-        text = await self.teacher.complete(messages.probe_answer_messages(state.probe["question"]))  # type: ignore[union-attr]
+        text = await self._ask_teacher(messages.probe_answer_messages(state.probe["question"]))
         if text is None:
             state.status = "request_failed"
         elif filters.teacher_final_answer(text) is None:
@@ -211,7 +215,7 @@ class _Builder:
 
     async def _consistency(self, record: Record, state: ProbeState) -> None:
         request = messages.consistency_messages(state.probe["question"], str(state.probe["teacher_answer"]), record)
-        text = await self.teacher.complete(request)  # type: ignore[union-attr]
+        text = await self._ask_teacher(request)
         if text is None:
             state.status = "request_failed"
         elif not filters.answers_question(text, record):
@@ -228,9 +232,11 @@ class _Builder:
 
     async def _rejection(self, outcome: QuestionOutcome) -> None:
         survivors = outcome.surviving()
+        student = self.student
+        assert student is not None, "Eq.2 needs a student endpoint"
 
         async def student_correct(state: ProbeState) -> bool | None:
-            text = await self.student.complete(messages.probe_answer_messages(state.probe["question"]))  # type: ignore[union-attr]
+            text = await student.complete(messages.probe_answer_messages(state.probe["question"]))
             if text is None:
                 return None
             reference = filters.teacher_final_answer(str(state.probe["teacher_answer"]))
