@@ -1,0 +1,271 @@
+"""Command-line surface of stage 1; ``data_preprocess/*.py`` and ``python -m exgrpo_verl`` call these.
+
+ei-build       dataset -> probes -> (teacher, Eq.1, Eq.2) -> rl_train.parquet, sft_train.parquet, stats.json
+ei-eval-set    dataset split -> single-turn val/test parquet
+ei-check-data  load a dataset (hub or local files) and report its bad rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from exgrpo_verl.data_sources import DATA_SOURCES
+from exgrpo_verl.datasets import DATASETS, DatasetFileError, DatasetRowError, LoadResult, load_records
+from exgrpo_verl.probes import pipeline, writers
+from exgrpo_verl.probes.filters import RejectionBand
+from exgrpo_verl.probes.rules import RULE_NAMES, RULES
+from exgrpo_verl.probes.teacher import EndpointConfig, EndpointError
+
+_DATASET_NAMES = [source.name for source in DATA_SOURCES]
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--dataset", required=True, choices=_DATASET_NAMES, help="which of the twelve datasets")
+    group.add_argument("--split", default=default_split, help=f"split to read or label (default {default_split})")
+    group.add_argument(
+        "--local-path",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a .jsonl/.json/.parquet/.csv file in the dataset's own format; repeat for several files (GSM8K: "
+        "the main and Socratic files are merged by question). Without it the hub copy is read.",
+    )
+    group.add_argument("--hub-name", help="read this hub dataset (or local dataset folder) instead of the default")
+    group.add_argument("--hub-config", help="hub config name for --hub-name (or instead of the default's)")
+    group.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of failing")
+    group.add_argument("--limit", type=int, help="use only the first N questions (smoke runs)")
+
+
+def _load(args: argparse.Namespace) -> LoadResult:
+    result = load_records(
+        args.dataset,
+        args.split,
+        local_paths=args.local_path or None,
+        hub_name=args.hub_name,
+        hub_config=args.hub_config,
+        skip_bad_rows=args.skip_bad_rows,
+    )
+    if args.limit is not None:
+        result.records = result.records[: args.limit]
+    _report_bad_rows(result)
+    return result
+
+
+def _report_bad_rows(result: LoadResult) -> None:
+    if result.bad_rows:
+        print(f"skipped {len(result.bad_rows)} malformed row(s):", file=sys.stderr)
+        for error in result.bad_rows[:10]:
+            print(f"  {error}", file=sys.stderr)
+        if len(result.bad_rows) > 10:
+            print(f"  ... and {len(result.bad_rows) - 10} more", file=sys.stderr)
+
+
+def _endpoint_arguments(parser: argparse.ArgumentParser, role: str, concurrency: int) -> None:
+    group = parser.add_argument_group(
+        f"{role} endpoint (any OpenAI-compatible chat API: vLLM serve, SGLang, OpenAI, Gemini)"
+    )
+    group.add_argument(f"--{role}-url", help="API base URL, e.g. http://localhost:8000/v1")
+    group.add_argument(f"--{role}-model", help="model name the endpoint serves")
+    group.add_argument(
+        f"--{role}-api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default OPENAI_API_KEY; unset = no key sent)",
+    )
+    group.add_argument(f"--{role}-concurrency", type=int, default=concurrency, help="requests in flight at most")
+    group.add_argument(f"--{role}-temperature", type=float, default=0.0)
+    group.add_argument(f"--{role}-top-p", type=float, default=1.0)
+    group.add_argument(f"--{role}-max-tokens", type=int, default=1024)
+
+
+def _endpoint(args: argparse.Namespace, role: str) -> EndpointConfig | None:
+    url = getattr(args, f"{role}_url")
+    model = getattr(args, f"{role}_model")
+    if not url:
+        if model:
+            raise ValueError(f"--{role}-model needs --{role}-url")
+        return None
+    if not model:
+        raise ValueError(f"--{role}-url needs --{role}-model")
+    return EndpointConfig(
+        base_url=url,
+        model=model,
+        api_key_env=getattr(args, f"{role}_api_key_env") or None,
+        concurrency=getattr(args, f"{role}_concurrency"),
+        temperature=getattr(args, f"{role}_temperature"),
+        top_p=getattr(args, f"{role}_top_p"),
+        max_tokens=getattr(args, f"{role}_max_tokens"),
+        timeout_s=args.request_timeout,
+        max_attempts=args.max_attempts,
+        backoff_initial_s=args.backoff_initial,
+        backoff_max_s=args.backoff_max,
+    )
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Stage 1 (Explanatory Inversion): build probes for a dataset split and write rl_train.parquet (verl "
+        "RLHFDataset rows with the probe list), sft_train.parquet (verl MultiTurnSFTDataset), probes.jsonl and "
+        "stats.json into --out-dir. Without --teacher-url this is teacher-free: template probes over the "
+        "dataset's own rationale."
+    )
+    parser.epilog = "rules: " + "; ".join(f"{name}: {rule.summary}" for name, rule in RULES.items())
+    add_dataset_arguments(parser, "train")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs")
+    out.add_argument("--cache", type=Path, help="request cache (SQLite; default OUT_DIR/requests.sqlite)")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    probes = parser.add_argument_group("probes")
+    probes.add_argument("--rules", default=",".join(RULE_NAMES), help="comma-separated EI rules (default: all ten)")
+    probes.add_argument(
+        "--probe-source",
+        choices=["auto", "template", "teacher"],
+        default="auto",
+        help="who writes the probes: templates, or the teacher (auto: the teacher when --teacher-url is given)",
+    )
+    probes.add_argument("--fraction", type=float, default=1.0, help="use this fraction of the questions (0 < p <= 1)")
+    probes.add_argument("--seed", type=int, default=0, help="seed of the --fraction sample (nested across fractions)")
+    _endpoint_arguments(parser, "teacher", 16)
+    parser.add_argument(
+        "--no-teacher-rationale",
+        action="store_true",
+        help="do not ask the teacher for its own solution R_T (use the dataset rationale)",
+    )
+    _endpoint_arguments(parser, "student", 16)
+    requests = parser.add_argument_group("requests (both endpoints)")
+    requests.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request attempt")
+    requests.add_argument("--max-attempts", type=int, default=6, help="attempts per request (429/5xx/timeouts)")
+    requests.add_argument("--backoff-initial", type=float, default=1.0, help="first retry delay (doubles each time)")
+    requests.add_argument("--backoff-max", type=float, default=60.0, help="longest retry delay")
+    filters = parser.add_argument_group("filters")
+    filters.add_argument("--no-consistency-filter", action="store_true", help="switch off Eq.1")
+    filters.add_argument("--no-rejection-filter", action="store_true", help="switch off Eq.2")
+    filters.add_argument("--min-correct", type=int, default=0, help="Eq.2: keep Q only if Λ >= this (default 0)")
+    filters.add_argument("--max-correct", type=int, help="Eq.2: keep Q only if Λ <= this (default: no bound)")
+    sft = parser.add_argument_group("SFT data")
+    sft.add_argument(
+        "--sft-layout",
+        choices=["per_probe", "dialogue"],
+        default="per_probe",
+        help="one row per probe (default) or one dialogue of all probes per question",
+    )
+    sft.add_argument("--no-sft-question", action="store_true", help="leave out the question -> rationale turn")
+
+
+def build_config(args: argparse.Namespace) -> pipeline.BuildConfig:
+    return pipeline.BuildConfig(
+        dataset=args.dataset,
+        out_dir=args.out_dir,
+        split=args.split,
+        local_paths=list(args.local_path),
+        hub_name=args.hub_name,
+        hub_config=args.hub_config,
+        skip_bad_rows=args.skip_bad_rows,
+        rules=tuple(name.strip() for name in args.rules.split(",") if name.strip()),
+        probe_source=args.probe_source,
+        fraction=args.fraction,
+        seed=args.seed,
+        limit=args.limit,
+        teacher=_endpoint(args, "teacher"),
+        student=_endpoint(args, "student"),
+        consistency_filter=not args.no_consistency_filter,
+        rejection_filter=not args.no_rejection_filter,
+        band=RejectionBand(args.min_correct, args.max_correct),
+        teacher_rationale=not args.no_teacher_rationale,
+        sft_layout=args.sft_layout,
+        sft_question=not args.no_sft_question,
+        cache_path=args.cache,
+        progress=not args.no_progress,
+    )
+
+
+def run_build(args: argparse.Namespace) -> int:
+    try:
+        config = build_config(args)
+        loaded = _load(args)
+        result = pipeline.build(config, loaded)
+    except (DatasetRowError, DatasetFileError, EndpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    stats = result.stats
+    questions = stats["questions"]
+    print(f"{config.dataset}/{config.split}: kept {questions['kept']} of {questions['selected']} questions")
+    if questions["dropped"]:
+        print(f"  dropped: {json.dumps(questions['dropped'])}")
+    print(f"  probes per kept question: {stats['probes_per_kept_question']}")
+    print("  kept probes per rule: " + ", ".join(f"{r}={s['kept']}" for r, s in stats["rules"].items()))
+    for name, counts in stats.get("requests", {}).items():
+        print(f"  {name} requests: {json.dumps(counts)}")
+    for name, path in result.paths.items():
+        print(f"  {name}: {path}")
+    if result.failed_requests:
+        print(
+            f"warning: {result.failed_requests} request(s) failed after every retry; their probes were dropped. "
+            "Rerun the same command to ask only those again (answers so far are cached).",
+            file=sys.stderr,
+        )
+        return pipeline.EXIT_REQUESTS_FAILED
+    return 0
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Write a single-turn val/test parquet (verl RLHFDataset rows with agent_name single_turn_agent): "
+        "inference asks the question alone."
+    )
+    add_dataset_arguments(parser, "test")
+    parser.add_argument("--out", required=True, type=Path, help="parquet file to write")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load(args)
+    except (DatasetRowError, DatasetFileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    path = writers.write_parquet(writers.eval_rows(loaded.records), args.out)
+    print(f"{args.dataset}/{args.split}: {len(loaded.records)} questions -> {path}")
+    return 0
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Load a dataset split (hub or local files), report malformed rows, optionally dump records."
+    parser.epilog = "local formats: " + "; ".join(f"{name}: {spec.local_format}" for name, spec in DATASETS.items())
+    add_dataset_arguments(parser, "test")
+    parser.add_argument("--show", type=int, default=1, help="print the first N records")
+    parser.add_argument("--out", type=Path, help="write all records to this .jsonl file")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load(args)
+    except (DatasetRowError, DatasetFileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.dataset}/{args.split}: {len(loaded.records)} records from {loaded.rows_read} rows, "
+        f"{len(loaded.bad_rows)} malformed row(s) skipped, {loaded.not_derivable} not derivable"
+    )
+    for record in loaded.records[: args.show]:
+        print(json.dumps(_record_dict(record), ensure_ascii=False, indent=2))
+    if args.out:
+        writers.write_jsonl((_record_dict(record) for record in loaded.records), args.out)
+        print(f"records: {args.out}")
+    return 0
+
+
+def _record_dict(record) -> dict:
+    return {
+        "id": record.id,
+        "data_source": record.data_source,
+        "split": record.split,
+        "question": record.question,
+        "answer": record.answer,
+        "answer_type": record.answer_type.value,
+        "rationale": record.rationale,
+        "choices": record.choices,
+        "sub_questions": [list(pair) for pair in record.sub_questions],
+    }

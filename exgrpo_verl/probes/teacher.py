@@ -1,0 +1,250 @@
+"""An async client for any OpenAI-compatible chat endpoint (vLLM ``serve``, SGLang, OpenAI,
+Gemini's OpenAI-compatible API), built to run for hours against a paid or self-hosted model.
+
+* ``base_url`` is the API root as the OpenAI SDK takes it (``http://host:8000/v1``); requests go to
+  ``{base_url}/chat/completions``. The API key is read from the environment variable named by
+  ``api_key_env`` (no Authorization header when it is unset: local servers rarely need one).
+* At most ``concurrency`` requests are in flight; identical requests in flight at once are sent once.
+* 429, 408, 5xx, timeouts and connection errors are retried with exponential backoff (honouring
+  ``Retry-After``) up to ``max_attempts``; a request that still fails is counted as failed and
+  answered with None, so one bad request never stops a run. 401/403/404 mean the endpoint, key
+  or model name is wrong: :class:`EndpointError` stops the run at once.
+* Every answer is committed to the :class:`CompletionCache` before it is returned, so a rerun, or
+  a run resumed after ``kill -9``, asks nothing that was already answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from exgrpo_verl.probes.cache import CompletionCache, request_key
+from exgrpo_verl.probes.messages import Messages
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+FATAL_STATUSES = frozenset({401, 403, 404})
+
+
+class EndpointError(RuntimeError):
+    """The endpoint rejects every request (bad URL, API key or model name): stop the run."""
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """Where and how to ask one model; the CLI builds one for the teacher and one for the student."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = "OPENAI_API_KEY"
+    concurrency: int = 16
+    timeout_s: float = 120.0
+    max_attempts: int = 6
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base URL must start with http:// or https://, got {self.base_url!r}")
+        if self.concurrency < 1 or self.max_attempts < 1:
+            raise ValueError("concurrency and max_attempts must be at least 1")
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def sampling_params(self) -> dict[str, Any]:
+        """Everything besides model and messages that determines an answer (part of the cache key)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+
+    def headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+@dataclass
+class RequestCounts:
+    """What happened to the requests of a run (shown in the progress bar, written to stats)."""
+
+    cached: int = 0
+    asked: int = 0
+    failed: int = 0
+    retries: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def note_error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cached": self.cached,
+            "asked": self.asked,
+            "failed": self.failed,
+            "retries": self.retries,
+            "errors": dict(sorted(self.errors.items())),
+        }
+
+
+class _Retry(Exception):
+    def __init__(self, kind: str, retry_after_s: float | None = None):
+        super().__init__(kind)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+
+class _GiveUp(Exception):
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _content(payload: Any) -> str:
+    try:
+        content = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as error:
+        raise _Retry("malformed_response") from error
+    if not isinstance(content, str):
+        raise _Retry("malformed_response")
+    return content
+
+
+class ChatClient:
+    """Use as ``async with ChatClient(config, cache) as client: text = await client.complete(messages)``."""
+
+    def __init__(
+        self,
+        config: EndpointConfig,
+        cache: CompletionCache,
+        counts: RequestCounts | None = None,
+        on_change: Callable[[], None] | None = None,
+    ):
+        self.config = config
+        self.cache = cache
+        self.counts = counts or RequestCounts()
+        self._on_change = on_change or (lambda: None)
+        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._in_flight: dict[str, asyncio.Future[str | None]] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ChatClient:
+        # aiohttp rather than httpx: httpcore's pool costs O(connections) per request and stalls at ~50 in flight.
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.config.concurrency),
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            headers=self.config.headers(),
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def complete(self, messages: Messages) -> str | None:
+        """The model's answer to ``messages`` (from the cache when asked before), or None when the
+        request failed after every retry."""
+        params = self.config.sampling_params()
+        key = request_key(self.config.model, messages, params)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.counts.cached += 1
+            self._on_change()
+            return cached
+        shared = self._in_flight.get(key)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            text = await self._ask(key, messages, params)
+            future.set_result(text)
+            return text
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            del self._in_flight[key]
+
+    async def _ask(self, key: str, messages: Messages, params: dict[str, Any]) -> str | None:
+        body = {"model": self.config.model, "messages": messages, **params}
+        async with self._semaphore:
+            for attempt in range(1, self.config.max_attempts + 1):
+                try:
+                    text = await self._post(body)
+                except _GiveUp as error:
+                    self.counts.note_error(error.kind)
+                    break
+                except _Retry as error:
+                    self.counts.note_error(error.kind)
+                    if attempt == self.config.max_attempts:
+                        break
+                    self.counts.retries += 1
+                    self._on_change()
+                    await asyncio.sleep(self._backoff(attempt, error.retry_after_s))
+                    continue
+                await asyncio.to_thread(self.cache.put, key, self.config.model, body, text)
+                self.counts.asked += 1
+                self._on_change()
+                return text
+        self.counts.failed += 1
+        self._on_change()
+        return None
+
+    async def _post(self, body: dict[str, Any]) -> str:
+        assert self._http is not None, "use ChatClient as an async context manager"
+        try:
+            async with self._http.post(self.config.url, json=body) as response:
+                status = response.status
+                text = await response.text()
+                headers = response.headers
+        except asyncio.TimeoutError as error:
+            raise _Retry("timeout") from error
+        except aiohttp.ClientError as error:
+            raise _Retry("connection_error") from error
+        if status in FATAL_STATUSES:
+            raise EndpointError(
+                f"{self.config.url} answered HTTP {status} for model {self.config.model!r}: check the base URL, "
+                f"the model name and the API key in ${self.config.api_key_env}. Body: {text[:300]}"
+            )
+        if status in RETRY_STATUSES or status >= 500:
+            raise _Retry(f"http_{status}", _retry_after(headers))
+        if status != 200:
+            raise _GiveUp(f"http_{status}")
+        try:
+            payload = json.loads(text)
+        except ValueError as error:
+            raise _Retry("malformed_response") from error
+        return _content(payload)
+
+    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
+        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (attempt - 1))
+        delay *= random.uniform(0.5, 1.0)
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, self.config.backoff_max_s))
+        return delay
