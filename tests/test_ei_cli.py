@@ -8,7 +8,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from ei_fixtures import GSM8K_MAIN, write_jsonl
+from tests.ei_fixtures import GSM8K_MAIN, write_jsonl
 
 from exgrpo_verl.__main__ import main as exgrpo_main
 from exgrpo_verl.probes.writers import select_fraction

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ei_fixtures import GSM8K_MAIN, dataset_files, write_jsonl, write_parquet
+from tests.ei_fixtures import GSM8K_MAIN, dataset_files, write_jsonl, write_parquet
 
 from exgrpo_verl.data_sources import DATA_SOURCES
 from exgrpo_verl.datasets import DATASETS, DatasetFileError, DatasetRowError, load_records

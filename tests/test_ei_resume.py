@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from ei_fixtures import write_jsonl
+from tests.ei_fixtures import write_jsonl
 
 from exgrpo_verl.testing.openai_stub import StubServer
 

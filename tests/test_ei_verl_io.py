@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ei_fixtures import dataset_files
+from tests.ei_fixtures import dataset_files
 from omegaconf import OmegaConf
 
 from exgrpo_verl.__main__ import main as exgrpo_main
