@@ -10,6 +10,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("exgrpo_verl.plugin", "verify verl loads the plug-in and every registration works"),
     "paths": ("exgrpo_verl.paths", "print installed paths of the reward file, recipes and data scripts"),
+    "eval": ("exgrpo_verl.eval.cli", "single-turn accuracy of a model on the twelve datasets (resumable)"),
+    "report": ("exgrpo_verl.eval.report", "markdown table and bar chart of eval results"),
 }
 
 
