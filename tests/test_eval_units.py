@@ -96,3 +96,43 @@ def test_bad_records_line_is_named(tmp_path, capsys):
         == 2
     )
     assert f"{questions}:14: missing field(s) answer" in capsys.readouterr().err
+
+
+def test_gguf_checkpoints_load_through_their_folder(tmp_path):
+    from exgrpo_verl.eval.backends.hf import _gguf_source
+
+    (tmp_path / "model.Q4.gguf").write_bytes(b"GGUF")
+    assert _gguf_source(str(tmp_path / "model.Q4.gguf")) == (str(tmp_path), {"gguf_file": "model.Q4.gguf"})
+    assert _gguf_source(str(tmp_path)) == (str(tmp_path), {"gguf_file": "model.Q4.gguf"})
+    (tmp_path / "other.gguf").write_bytes(b"GGUF")
+    with pytest.raises(EvalError, match="several .gguf files"):
+        _gguf_source(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert _gguf_source(str(tmp_path)) == (str(tmp_path), {})
+    assert _gguf_source("Qwen/Qwen2.5-7B-Instruct") == ("Qwen/Qwen2.5-7B-Instruct", {})
+
+
+def test_generations_file_keeps_answers_and_refuses_other_settings(tmp_path):
+    from eval_fixtures import FIXTURE_RECORDS
+
+    from exgrpo_verl.eval.backends.base import Completion, GenRequest
+    from exgrpo_verl.eval.errors import StaleGenerationsError
+    from exgrpo_verl.eval.records import items_from_records
+    from exgrpo_verl.eval.store import GenerationStore
+
+    item = items_from_records(FIXTURE_RECORDS[:1])[0]
+    path = tmp_path / "answers.jsonl"
+    with GenerationStore(path, {"model": "a"}):
+        pass  # stopped before its first answer: a header alone
+    with GenerationStore(path, {"model": "b"}) as store:  # nothing to protect yet, so new settings are fine
+        store.append(GenRequest(item, 0), Completion("\\boxed{7}", "stop"), True, "7")
+    with pytest.raises(StaleGenerationsError, match="model: file 'b', now 'c'"):
+        GenerationStore(path, {"model": "c"})
+    with GenerationStore(path, {"model": "b"}) as store:
+        assert store.get((item.dataset, item.id, 0))["response"] == "\\boxed{7}"
+    with GenerationStore(path, {"model": "c"}, overwrite=True) as store:
+        assert len(store) == 0
+    (tmp_path / "notes.jsonl").write_text('{"text": "mine"}\n')
+    with pytest.raises(StaleGenerationsError, match="not an eval generations file"):
+        GenerationStore(tmp_path / "notes.jsonl", {"model": "c"})
+    assert (tmp_path / "notes.jsonl").read_text() == '{"text": "mine"}\n'

@@ -30,6 +30,7 @@ class GenerationStore:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
             self._load()
+            fresh = not self._answers  # a header alone (a run that stopped before its first answer)
         self._file = self.path.open("w" if fresh else "a", encoding="utf-8")
         if fresh:
             self._write({"format": FORMAT, "settings": settings})
@@ -42,11 +43,13 @@ class GenerationStore:
             with self.path.open("r+b") as handle:
                 handle.truncate(len(raw))
         lines = raw.decode("utf-8").splitlines()
-        header = _parse(lines[0], self.path, 1) if lines else {}
+        if not lines:
+            return
+        header = _parse(lines[0], self.path, 1)
         if header.get("format") != FORMAT:
             raise StaleGenerationsError(f"{self.path} is not an eval generations file (line 1 has no {FORMAT} header)")
         stored = header.get("settings", {})
-        if stored != self.settings:
+        if stored != self.settings and any(line.strip() for line in lines[1:]):
             changed = sorted(k for k in set(stored) | set(self.settings) if stored.get(k) != self.settings.get(k))
             details = "; ".join(f"{k}: file {stored.get(k)!r}, now {self.settings.get(k)!r}" for k in changed)
             raise StaleGenerationsError(

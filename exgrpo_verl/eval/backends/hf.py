@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from exgrpo_verl.eval.backends.base import Backend, Completion, GenRequest, Sampling, render_prompt_ids
@@ -24,12 +25,14 @@ class HFBackend(Backend):
 
         self.batch_size = batch_size or self.default_batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        source, gguf = _gguf_source(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(model, **_dtype_kwarg(torch_dtype)).to(self.device).eval()
+        loaded = AutoModelForCausalLM.from_pretrained(source, **gguf, **_dtype_kwarg(torch_dtype))
+        self.model = loaded.to(self.device).eval()
         self._stop_ids = _stop_token_ids(self.model, self.tokenizer)
 
     @classmethod
@@ -60,8 +63,23 @@ class HFBackend(Backend):
             for offset, tokens in enumerate(new_tokens):
                 stopped = next((n for n, token in enumerate(tokens) if token in self._stop_ids), None)
                 answer = tokens if stopped is None else tokens[:stopped]
-                text = self.tokenizer.decode(answer, skip_special_tokens=True)
+                text = self.tokenizer.decode(answer, skip_special_tokens=True, clean_up_tokenization_spaces=False)
                 yield start + offset, Completion(text, "length" if stopped is None else "stop")
+
+
+def _gguf_source(model: str) -> tuple[str, dict[str, str]]:
+    """(folder, {"gguf_file": name}) for a GGUF checkpoint (a .gguf file, or a folder holding one
+    and no config.json), which transformers dequantises on load; else (model, {})."""
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir() and not (path / "config.json").is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) > 1:
+            raise EvalError(f"{model} holds several .gguf files; pass one of them as --model")
+        if ggufs:
+            return str(path), {"gguf_file": ggufs[0].name}
+    return model, {}
 
 
 def _dtype_kwarg(dtype: Any) -> dict[str, Any]:
