@@ -8,7 +8,7 @@ from typing import Any
 
 from exgrpo_verl.eval.backends.base import Backend, Completion, GenRequest, Sampling, render_prompt_ids
 from exgrpo_verl.eval.backends.local_model import check_local_model
-from exgrpo_verl.eval.errors import EvalError
+from exgrpo_verl.eval.errors import EvalError, ModelNotFoundError
 
 
 class HFBackend(Backend):
@@ -26,7 +26,10 @@ class HFBackend(Backend):
         self.batch_size = batch_size or self.default_batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         source, gguf = _gguf_source(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
+        except OSError as error:  # transformers' "not a local folder and not a valid model identifier"
+            raise ModelNotFoundError(f"cannot load model {model}: {error}") from error
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
