@@ -96,8 +96,10 @@ def test_exact_accuracy_and_resume_after_kill_without_repeated_requests(tmp_path
         keys = [(a["dataset"], a["id"], a["sample"]) for a in _answer_lines(generations)]
         assert len(keys) == len(set(keys)) == n
 
-        # a finished run asks nothing more, and refuses to mix in answers made with other settings
+        # a finished run asks nothing more (a greedy run's seed changes nothing), and refuses to mix
+        # in answers made with other settings
         assert main(argv) == 0
+        assert main([*argv, "--seed", "5"]) == 0
         assert len(stub.requests) == asked_before + n - done_before_kill
         assert main([*argv, "--temperature", "0.7"]) == 2
         assert len(stub.requests) == asked_before + n - done_before_kill

@@ -122,7 +122,7 @@ def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     generations = Path(args.generations) if args.generations else out.with_suffix(".generations.jsonl")
-    settings = {"model": args.model, "backend": backend_name, "sampling": sampling.as_dict()}
+    settings = {"model": args.model, "backend": backend_name, "sampling": sampling.answer_settings()}
     with GenerationStore(generations, settings, overwrite=args.overwrite) as store:
         items = collect_items(args, names, local_paths)
         generate_missing(

@@ -29,6 +29,12 @@ class Sampling:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def answer_settings(self) -> dict[str, Any]:
+        """The settings that change what the model answers (greedy ignores top_p and seed)."""
+        if self.greedy:
+            return {"temperature": 0.0, "max_tokens": self.max_tokens}
+        return self.as_dict()
+
 
 @dataclass(frozen=True)
 class GenRequest:
