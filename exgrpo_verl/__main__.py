@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ei-build": ("exgrpo_verl.data_preprocess.build_ei", "stage 1: build EI probes, filter, write RL and SFT parquet"),
     "ei-eval-set": ("exgrpo_verl.data_preprocess.build_eval_set", "write single-turn val/test parquet"),
     "ei-check-data": ("exgrpo_verl.data_preprocess.check_data", "load a dataset and report malformed rows"),
+    "eval": ("exgrpo_verl.eval.cli", "single-turn accuracy of a model on the twelve datasets (resumable)"),
+    "report": ("exgrpo_verl.eval.report", "markdown table and bar chart of eval results"),
 }
 
 

@@ -8,11 +8,11 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from tests.ei_fixtures import GSM8K_MAIN, write_jsonl
 
 from exgrpo_verl.__main__ import main as exgrpo_main
 from exgrpo_verl.probes.writers import select_fraction
 from exgrpo_verl.testing.openai_stub import StubServer
+from tests.ei_fixtures import GSM8K_MAIN, write_jsonl
 
 COMMANDS = {"ei-build": "build_ei", "ei-eval-set": "build_eval_set", "ei-check-data": "check_data"}
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.ei_fixtures import GSM8K_MAIN, dataset_files, write_jsonl, write_parquet
 
 from exgrpo_verl.data_sources import DATA_SOURCES
 from exgrpo_verl.datasets import DATASETS, DatasetFileError, DatasetRowError, load_records
 from exgrpo_verl.datasets import loaders as loaders_module
+from tests.ei_fixtures import GSM8K_MAIN, dataset_files, write_jsonl, write_parquet
 
 
 @pytest.fixture(scope="module")

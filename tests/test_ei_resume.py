@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from tests.ei_fixtures import write_jsonl
 
 from exgrpo_verl.testing.openai_stub import StubServer
+from tests.ei_fixtures import write_jsonl
 
 NOUNS = ("apples", "pears", "plums", "limes", "figs", "dates", "kiwis", "mangos", "grapes", "cherries")
 ROWS = [

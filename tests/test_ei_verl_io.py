@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.ei_fixtures import dataset_files
 from omegaconf import OmegaConf
 
 from exgrpo_verl.__main__ import main as exgrpo_main
@@ -16,6 +15,7 @@ from exgrpo_verl.prompts import question_messages
 from exgrpo_verl.schema import PROBE_AGENT_NAME, SINGLE_TURN_AGENT_NAME, parse_probes
 from exgrpo_verl.testing import build_tokenizer
 from exgrpo_verl.testing.openai_stub import StubServer
+from tests.ei_fixtures import dataset_files
 
 
 @pytest.fixture(scope="module")
