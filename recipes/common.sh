@@ -25,7 +25,7 @@ absolute() {
 
 # "a.parquet,b.parquet" -> a hydra value: one path, or a [list] of absolute paths; each must exist.
 file_list() {
-    local name="$1" value="$2" out=() item
+    local name="$1" value="$2" out=() items=() item
     IFS=',' read -r -a items <<<"$value"
     for item in "${items[@]}"; do
         [[ -n "$item" ]] || continue
@@ -66,6 +66,17 @@ refuse_vars() {
     for var in "$@"; do
         [[ -z "${!var:-}" ]] || die "$var is set, but $why"
     done
+}
+
+# GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists, else 1.
+visible_gpus() {
+    local count=0
+    if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+        count="$(tr ',' '\n' <<<"$CUDA_VISIBLE_DEVICES" | grep -c .)" || true
+    else
+        count="$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU')" || true
+    fi
+    ((count > 0)) && echo "$count" || echo 1
 }
 
 # Print the command (DRY_RUN=1) or replace this shell with it.

@@ -29,10 +29,7 @@ fi
 train="$(file_list SFT_FILES "${SFT_FILES:-$DATA_DIR/sft_train.parquet}")"
 
 NNODES="${NNODES:-1}"
-if [[ -z "${GPUS_PER_NODE:-}" ]]; then
-    GPUS_PER_NODE="$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)"
-    ((GPUS_PER_NODE > 0)) || GPUS_PER_NODE=1
-fi
+GPUS_PER_NODE="${GPUS_PER_NODE:-$(visible_gpus)}"
 if ((NNODES > 1)); then
     [[ -n "${NODE_RANK:-}" && -n "${MASTER_ADDR:-}" ]] || die "NNODES=$NNODES needs NODE_RANK and MASTER_ADDR"
     launch=(--nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR"

@@ -69,7 +69,7 @@ def script_env(**values: str | Path) -> dict[str, str]:
 _SCRIPT_VARS = {
     "DATA_DIR", "TRAIN_FILES", "VAL_FILES", "SFT_FILES", "SFT_VAL_FILES", "STUDENT", "MODEL_PATH", "SFT_DIR",
     "EXPERIMENT", "CKPT_DIR", "NNODES", "GPUS_PER_NODE", "ROLLOUT_TP", "TP", "PP", "CP", "ENGINE", "NODE_RANK",
-    "MASTER_ADDR", "MASTER_PORT", "TORCHRUN",
+    "MASTER_ADDR", "MASTER_PORT", "TORCHRUN", "CUDA_VISIBLE_DEVICES",
 }  # fmt: skip
 
 
@@ -740,6 +740,8 @@ def test_dry_run_prints_stock_verl_commands(workspace):
         "verl.trainer.sft_trainer",
     ]
     assert "model.path=/m" in sft and "sft_student=qwen2_5_7b_instruct" in sft
+    visible = printed_command("run_sft_warmup.sh", cwd=workspace, DATA_DIR=ei, CUDA_VISIBLE_DEVICES="0,2,5")
+    assert "--nproc_per_node=3" in visible and "trainer.n_gpus_per_node=3" in visible
 
 
 @pytest.mark.parametrize(
