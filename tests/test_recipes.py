@@ -17,6 +17,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +31,6 @@ from exgrpo_verl.prompts import question_prompt
 from exgrpo_verl.rollout.settings import ExGRPOSettings
 from exgrpo_verl.schema import build_rl_row
 from exgrpo_verl.testing import build_tokenizer, save_tiny_model
-from exgrpo_verl.testing.hydra_cli import __name__ as HYDRA_CLI
 from exgrpo_verl.testing.verl_config import compose_trainer_config
 from tests.conftest import REPO_ROOT
 
@@ -42,6 +42,7 @@ STUDENTS = ("qwen2_5_7b_instruct", "gemma_7b_it", "llama3_1_8b_instruct", "smoke
 RESOLVE = ("--cfg", "job", "--resolve")
 MANAGER = "exgrpo_verl.rollout.ExGRPOAgentLoopManager"
 REWARD_PATH = "pkg://exgrpo_verl.reward_fns.exgrpo_reward"
+HYDRA_CLI = "exgrpo_verl.testing.hydra_cli"
 
 # The chat template google/gemma-7b-it ships: no system turn, and roles must alternate from "user".
 GEMMA_7B_IT_TEMPLATE = (
@@ -158,8 +159,11 @@ def build_installed_copy(root: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO_ROOT / name, source / name)
     target = root / "site"
+    # this environment's setuptools builds it offline when new enough for pyproject.toml (>= 77)
+    offline = int(version("setuptools").split(".")[0]) >= 77
+    isolation = ["--no-build-isolation"] if offline else []
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", target, source],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *isolation, "--target", target, source],
         check=True,
         capture_output=True,
         timeout=300,
