@@ -2,7 +2,9 @@
 
 The repository's top-level ``reward_fns/``, ``recipes/`` and ``data_preprocess/`` install inside
 the package, so they exist in a wheel install too; this prints their file-system paths for
-configs that need a file rather than a ``pkg://`` module path.
+configs that need a file rather than a ``pkg://`` module path. The same names work inside a
+config as ``${exgrpo_path:NAME}`` (an OmegaConf resolver the plug-in registers), which is how
+the recipes name verl's agent-loop config file wherever the package is installed.
 """
 
 from __future__ import annotations
@@ -21,8 +23,17 @@ def installed_paths() -> dict[str, Path]:
     return {
         "reward_file": package_dir("reward_fns") / "exgrpo_reward.py",
         "recipes_dir": package_dir("recipes"),
+        "agent_loops": package_dir("recipes") / "agent_loops.yaml",
         "data_preprocess_dir": package_dir("data_preprocess"),
     }
+
+
+def installed_path(name: str) -> str:
+    """One of :func:`installed_paths` as a string (the ``${exgrpo_path:NAME}`` config resolver)."""
+    paths = installed_paths()
+    if name not in paths:
+        raise ValueError(f"unknown exgrpo_path {name!r}; known: {sorted(paths)}")
+    return str(paths[name])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 ENTRY_POINT_GROUP = "verl.plugins"
 ENTRY_POINT_NAME = "exgrpo_verl"
@@ -21,6 +22,9 @@ REWARD_NAME = "compute_score"
 MANAGER_CLASS = "exgrpo_verl.rollout.ExGRPOAgentLoopManager"
 SAMPLER_PATH = "pkg://exgrpo_verl.rollout.v1_metrics"
 SAMPLER_NAME = "exgrpo_replay_buffer"
+PATH_RESOLVER = "exgrpo_path"
+REQUIRED_RESOLVER = "exgrpo_required"
+AGENT_LOOP_CONFIG = f"${{{PATH_RESOLVER}:agent_loops}}"
 
 # Modules imported for their registration side effects: the probe-dialogue agent loop registers
 # itself in verl's agent-loop registry, which every AgentLoopWorker process consults by agent_name.
@@ -30,6 +34,40 @@ REGISTERING_MODULES: tuple[str, ...] = ("exgrpo_verl.rollout.agent_loop", "exgrp
 
 for _module in REGISTERING_MODULES:
     importlib.import_module(_module)
+
+
+class MissingRecipeValueError(ValueError):
+    """A recipe value the user must supply (model path, data files) was not given."""
+
+
+def _required_value(what: str, *, _node_: Any) -> None:
+    """``${exgrpo_required:WHAT}``: a recipe value with no sensible default.
+
+    A ``???`` in a recipe file does not replace a value verl's base config already has (OmegaConf
+    keeps the base value), so a recipe marks its mandatory keys with this resolver instead; any
+    override replaces it, and resolving it unset fails with the key's name.
+    """
+    key = _node_._get_full_key(None)
+    raise MissingRecipeValueError(f"{key} is not set: pass {key}=<{what}>")
+
+
+def _register_config_resolvers() -> None:
+    """``${exgrpo_path:NAME}`` (an installed file, as ``python -m exgrpo_verl paths NAME`` prints it)
+    and ``${exgrpo_required:WHAT}`` for the recipes.
+
+    verl resolves the agent-loop config path only as absolute, cwd- or verl-relative, so a recipe
+    names the installed file through a resolver. Every process that resolves the trainer config
+    (the driver, the TaskRunner) has imported verl, and with it this module.
+    """
+    from omegaconf import OmegaConf
+
+    from exgrpo_verl.paths import installed_path
+
+    OmegaConf.register_new_resolver(PATH_RESOLVER, installed_path, replace=True)
+    OmegaConf.register_new_resolver(REQUIRED_RESOLVER, _required_value, replace=True)
+
+
+_register_config_resolvers()
 
 
 @dataclass(frozen=True)
@@ -79,6 +117,34 @@ def _probe_manager() -> None:
         raise RuntimeError(f"{MANAGER_CLASS} has no create()")
 
 
+def _probe_agent_loop_config() -> None:
+    from omegaconf import OmegaConf
+    from verl.utils.import_utils import resolve_config_path
+
+    from exgrpo_verl.schema import PROBE_AGENT_NAME
+
+    path = resolve_config_path(OmegaConf.create({"path": AGENT_LOOP_CONFIG}).path)  # as verl's workers do
+    entries = {entry.name: entry for entry in OmegaConf.load(path)}
+    if PROBE_AGENT_NAME not in entries:
+        raise RuntimeError(f"{path} does not list the agent loop {PROBE_AGENT_NAME!r}")
+    target = entries[PROBE_AGENT_NAME]["_target_"]
+    if target != "exgrpo_verl.rollout.agent_loop.ProbeDialogueAgentLoop":
+        raise RuntimeError(f"{path}: {PROBE_AGENT_NAME!r} points to {target!r}")
+
+
+def _probe_required_resolver() -> None:
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create({"data": {"train_files": f"${{{REQUIRED_RESOLVER}:the RL parquet}}"}})
+    try:
+        OmegaConf.resolve(config)
+    except Exception as exc:  # OmegaConf wraps the resolver's error
+        if "data.train_files is not set" not in str(exc):
+            raise RuntimeError(f"unexpected error from {REQUIRED_RESOLVER}: {exc}") from exc
+    else:
+        raise RuntimeError(f"${{{REQUIRED_RESOLVER}:...}} resolved instead of failing")
+
+
 def _probe_sampler() -> None:
     from verl.utils.import_utils import load_extern_object
 
@@ -98,6 +164,18 @@ REGISTRATIONS: tuple[Registration, ...] = (
         "exgrpo_sync",
         "trainer.v1.trainer_mode=exgrpo_sync (installs the L_SFT-aux actor loss; needs trainer.use_v1=true)",
         _probe_trainer_mode,
+    ),
+    Registration(
+        "agent loop config file",
+        "agent_loops.yaml",
+        f"actor_rollout_ref.rollout.agent.agent_loop_config_path={AGENT_LOOP_CONFIG}",
+        _probe_agent_loop_config,
+    ),
+    Registration(
+        "config resolver",
+        REQUIRED_RESOLVER,
+        "recipes mark values you must pass (model path, data files) with it",
+        _probe_required_resolver,
     ),
     Registration(
         "agent loop manager",

@@ -51,6 +51,7 @@ def test_paths_point_at_real_files():
     paths = installed_paths()
     assert paths["reward_file"].is_file()
     assert paths["recipes_dir"].is_dir()
+    assert paths["agent_loops"].is_file() and paths["agent_loops"].parent == paths["recipes_dir"]
     result = _run("paths", "reward_file")
     assert result.returncode == 0 and result.stdout.strip() == str(paths["reward_file"])
 
