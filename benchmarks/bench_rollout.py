@@ -79,6 +79,7 @@ def _config(turns: int):
             f"+exgrpo.num_probes={turns - 1}",
             "+exgrpo.partial_probes=0",
             "+exgrpo.full_fraction=1.0",
+            "+exgrpo.aux_sft_coef=0.0",
         ]
     )
 

@@ -37,6 +37,7 @@ def trainer_config(*overrides: str):
         "+exgrpo.partial_probes=1",
         "+exgrpo.probe_max_tokens=64",
         "+exgrpo.final_max_tokens=96",
+        "+exgrpo.aux_sft_coef=0.0",
     )
     return compose_trainer_config([*base, *overrides])
 

@@ -218,4 +218,4 @@ def test_aux_needs_the_exgrpo_trainer_mode():
             settings, trainer_config("trainer.use_v1=false", f"trainer.v1.trainer_mode={TRAINER_MODE}")
         )
     _require_aux_trainer(settings, trainer_config(f"trainer.v1.trainer_mode={TRAINER_MODE}"))
-    _require_aux_trainer(ExGRPOSettings(), trainer_config())
+    _require_aux_trainer(ExGRPOSettings(aux_sft_coef=0.0), trainer_config())

@@ -47,6 +47,7 @@ def _config(model_dir: str, use_v1: bool):
             "+exgrpo.partial_probes=1",
             "+exgrpo.probe_max_tokens=32",
             "+exgrpo.final_max_tokens=32",
+            "+exgrpo.aux_sft_coef=0.0",
         ]
     )
 

@@ -247,6 +247,7 @@ def composed(workspace) -> dict[str, Run | subprocess.CompletedProcess]:
             ROLLOUT_TP="4",
         ),
         "rl_typo": recipe(RL_ENTRY, "exgrpo_fsdp", "--cfg", "job", "actor_rollout_ref.actor.use_kl_los=1"),
+        "fsdp_aux": recipe(RL_ENTRY, "exgrpo_fsdp", "--cfg", "job", "exgrpo.aux_sft_coef=0.25"),
         "sft": recipe(SFT_ENTRY, "sft_warmup", "--cfg", "job"),
         "sft_gemma_run": script("run_sft_warmup.sh", DATA_DIR=ei, STUDENT="gemma_7b_it"),
         "sft_megatron_run": script(
@@ -316,6 +317,17 @@ def test_fsdp_recipe_without_overrides(composed):
     # the exgrpo block: declared whole, with the documented defaults
     assert set(config["exgrpo"]) == {f.name for f in fields(ExGRPOSettings)}
     assert ExGRPOSettings.from_trainer_config(OmegaConf.create(config)) == ExGRPOSettings()
+
+
+def test_aux_sft_weight_is_a_recipe_override(composed):
+    """L_SFT-aux: λ composes as a plain override, and the recipe runs the trainer mode that installs it."""
+    default, override = composed_config(composed["fsdp"]), composed_config(composed["fsdp_aux"])
+    assert get(default, "exgrpo.aux_sft_coef") == 0.1
+    assert get(override, "exgrpo.aux_sft_coef") == 0.25
+    for config in (default, override):
+        assert get(config, "trainer.v1.trainer_mode") == "exgrpo_sync"
+        assert get(config, "trainer.use_v1") is True
+    assert ExGRPOSettings.from_trainer_config(OmegaConf.create(override)).aux_sft_coef == 0.25
 
 
 def test_unset_required_value_fails_with_its_key(composed):

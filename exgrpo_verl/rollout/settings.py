@@ -42,8 +42,10 @@ class ExGRPOSettings:
     """Token cap for the answer to the original question."""
     seed: int = 0
     """Seed for probe sampling (with the question and the trajectory's index in its group)."""
-    aux_sft_coef: float = 0.0
-    """λ of the auxiliary teacher-forced NLL on teacher probe answers (Eq.8); 0 disables it."""
+    aux_sft_coef: float = 0.1
+    """λ of the auxiliary teacher-forced NLL on teacher probe answers (Eq.8, ours: the paper trains
+    with the term but gives no weight); 0 disables it. Above 0 it needs the v1 trainer in the
+    ``exgrpo_sync`` mode, which installs the loss."""
 
     def __post_init__(self) -> None:
         if self.num_probes < 0 or self.partial_probes < 0:
