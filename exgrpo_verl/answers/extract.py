@@ -94,7 +94,8 @@ def _marker_span(text: str) -> str | None:
     hashes = text.rfind("####") if "#" in text else -1
     region = text[hashes + 4 :] if hashes >= 0 else text
     if hashes >= 0 and "n" not in region and "N" not in region:  # no "answer" follows the "####"
-        return _line_from(region, 0)
+        stop = region.find("\n")  # the common case, inlined
+        return region if stop < 0 else region[:stop]
     lowered = region.lower()
     if len(lowered) != len(region):  # a few characters change length when lower-cased
         later = max((m.end() for m in _ANSWER_MARKER.finditer(region)), default=-1)
