@@ -68,7 +68,7 @@ def test_response_mask_layout(style):
     for text, user in zip(injected, expected_users, strict=True):
         assert user in text and "probe reply" not in text
 
-    assert output.num_turns == 8
+    assert output.num_turns == output.extra_fields["exgrpo_num_turns"] == 8
     assert output.extra_fields[FINAL_RESPONSE_KEY] == "So he has \\boxed{5} apples."
     assert output.extra_fields["exgrpo_scenario"] == "full" and output.extra_fields["exgrpo_num_probes"] == 3
     assert not output.extra_fields["exgrpo_truncated"] and not output.extra_fields["exgrpo_no_probes"]

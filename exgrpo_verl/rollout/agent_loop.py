@@ -33,6 +33,7 @@ GROUP_SIZE_KEY = "exgrpo_group_size"
 SCENARIO_FIELD = "exgrpo_scenario"
 PROBE_RULES_FIELD = "exgrpo_probe_rules"
 NUM_PROBES_FIELD = "exgrpo_num_probes"
+NUM_TURNS_FIELD = "exgrpo_num_turns"
 TRUNCATED_FIELD = "exgrpo_truncated"
 NO_PROBES_FIELD = "exgrpo_no_probes"
 TEACHER_TOKENS_FIELD = "exgrpo_teacher_tokens"
@@ -164,6 +165,7 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 SCENARIO_FIELD: plan.scenario.value,
                 PROBE_RULES_FIELD: [probe["rule"] for probe in plan.probes],
                 NUM_PROBES_FIELD: len(plan.probes),
+                NUM_TURNS_FIELD: len(messages),
                 TRUNCATED_FIELD: not finished,
                 NO_PROBES_FIELD: plan.available == 0,
             },
