@@ -147,16 +147,16 @@ def test_rl_parquet_rows_are_asked_with_their_own_prompt(tmp_path):
 def test_loaders_are_called_once_per_dataset_with_split_path_and_limit(tmp_path, monkeypatch):
     calls = []
 
-    def load_records(name, split, local_paths=None, **kwargs):
-        calls.append((name, split, local_paths))
-        return LoadResult(records=[r for r in FIXTURE_RECORDS if r.data_source == name])
+    def load_records(name, split, local_paths=None, limit=None, **kwargs):
+        calls.append((name, split, local_paths, limit))
+        return LoadResult(records=[r for r in FIXTURE_RECORDS if r.data_source == name][:limit])
 
     monkeypatch.setattr(exgrpo_verl.datasets, "load_records", load_records)
     out = tmp_path / "loaders.json"
     with StubChatServer(scripted) as stub:
         argv = eval_argv(stub, out, "--datasets", "gsm8k,boolq", "--split", "validation", "--limit", "2")
         assert main([*argv, "--local-path", "openai/gsm8k=/data/gsm8k"]) == 0
-    assert calls == [("gsm8k", "validation", ["/data/gsm8k"]), ("boolq", "validation", None)]
+    assert calls == [("gsm8k", "validation", ["/data/gsm8k"], 2), ("boolq", "validation", None, 2)]
     assert _accuracies(out) == pytest.approx({"gsm8k": 50.0, "boolq": 100.0})
     prompts = [a["prompt"] for a in _answer_lines(out.with_suffix(".generations.jsonl"))]
     assert question_messages(FIXTURE_RECORDS[0].question, "gsm8k") in prompts

@@ -237,8 +237,9 @@ def load_records(
     hub_name: str | None = None,
     hub_config: str | None = None,
     skip_bad_rows: bool = False,
+    limit: int | None = None,
 ) -> LoadResult:
-    """Records of one dataset split.
+    """Records of one dataset split (the first ``limit`` when given).
 
     ``local_paths``: files in the dataset's own format (.jsonl/.json/.parquet/.csv), read in
     order; ``split`` then only labels the records. Otherwise the hub copy (``hub_name`` /
@@ -246,4 +247,7 @@ def load_records(
     """
     spec = dataset_spec(name)
     rows = _source_rows(spec, split, local_paths, hub_name, hub_config)
-    return parse_rows(spec, split, rows, skip_bad_rows)
+    result = parse_rows(spec, split, rows, skip_bad_rows)
+    if limit is not None:
+        result.records = result.records[:limit]
+    return result

@@ -62,8 +62,7 @@ def load_dataset_items(name: str, split: str, local_path: str | None, limit: int
     or ``local_path`` in the dataset's own format); the first ``limit`` when given."""
     from exgrpo_verl.datasets import load_records
 
-    records = load_records(name, split, local_paths=[local_path] if local_path else None).records
-    return items_from_records(records[:limit] if limit else records)
+    return items_from_records(load_records(name, split, [local_path] if local_path else None, limit=limit).records)
 
 
 def read_records_jsonl(path: str | Path) -> list[Record]:

@@ -48,9 +48,8 @@ def _load(args: argparse.Namespace) -> LoadResult:
         hub_name=args.hub_name,
         hub_config=args.hub_config,
         skip_bad_rows=args.skip_bad_rows,
+        limit=args.limit,
     )
-    if args.limit is not None:
-        result.records = result.records[: args.limit]
     _report_bad_rows(result)
     return result
 

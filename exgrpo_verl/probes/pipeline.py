@@ -261,17 +261,15 @@ class BuildResult:
 
 
 def load(config: BuildConfig) -> LoadResult:
-    result = load_records(
+    return load_records(
         config.dataset,
         config.split,
         local_paths=config.local_paths or None,
         hub_name=config.hub_name,
         hub_config=config.hub_config,
         skip_bad_rows=config.skip_bad_rows,
+        limit=config.limit,
     )
-    if config.limit is not None:
-        result.records = result.records[: config.limit]
-    return result
 
 
 async def _run_all(
