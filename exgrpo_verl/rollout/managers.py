@@ -32,6 +32,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopManager, AgentLoopO
 from verl.utils.ray_utils import auto_await
 
 from exgrpo_verl.rollout.agent_loop import GROUP_SIZE_KEY, SCENARIO_FIELD, SESSION_KEY
+from exgrpo_verl.rollout.bonus import GroupBonus
 from exgrpo_verl.rollout.group_rewards import BONUS_INFO_KEYS, batch_bonus, bonus_info, group_bonus
 from exgrpo_verl.rollout.metrics import rollout_metrics
 from exgrpo_verl.rollout.settings import ExGRPOSettings
@@ -63,13 +64,14 @@ def _require_aux_trainer(settings: ExGRPOSettings, config: Any) -> None:
         )
 
 
-def apply_bonus_to_outputs(outputs: list[AgentLoopOutput], settings: ExGRPOSettings) -> None:
-    """Add r_dsu to the scored final outputs of one group, in place (v1 path)."""
+def apply_bonus_to_outputs(outputs: list[AgentLoopOutput], settings: ExGRPOSettings) -> GroupBonus:
+    """Add r_dsu to the scored final outputs of one group, in place (v1 path); returns the group's result."""
     outcomes = [float(o.reward_score or 0.0) for o in outputs]
     result = group_bonus(outcomes, [o.extra_fields.get(SCENARIO_FIELD) for o in outputs], settings)
     for output, outcome, bonus in zip(outputs, outcomes, result.bonuses, strict=True):
         output.reward_score = outcome + bonus
         output.extra_fields.setdefault(REWARD_INFO, {}).update(bonus_info(outcome, bonus, result.fired))
+    return result
 
 
 class _GroupBarrier:

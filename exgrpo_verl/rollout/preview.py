@@ -109,15 +109,12 @@ def run(args: argparse.Namespace) -> int:
             extra = {**dict(row["extra_info"]), **output.extra_fields}
             output.reward_score = compute_score(row["data_source"], solution, gold, extra)["score"]
         outcomes = [o.reward_score for o in outputs]
-        apply_bonus_to_outputs(outputs, settings)
+        group = apply_bonus_to_outputs(outputs, settings)
         rewards = torch.zeros(len(outputs), 1)
         rewards[:, 0] = torch.tensor([o.reward_score for o in outputs])
         advantages, _ = compute_grpo_outcome_advantage(
             rewards, torch.ones_like(rewards), index=np.zeros(len(outputs), dtype=object)
         )
-        info = outputs[0].extra_fields["reward_extra_info"]
-        full = [o for o, out in zip(outcomes, outputs, strict=True) if out.extra_fields["exgrpo_scenario"] == "full"]
-        partial = [o for o, out in zip(outcomes, outputs, strict=True) if out.extra_fields["exgrpo_scenario"] != "full"]
         print(f"\n=== Question {row_index} [{row['data_source']}] gold: {gold}")
         print(f"    {_show(row['prompt'][-1]['content'])}")
         for session, (output, outcome) in enumerate(zip(outputs, outcomes, strict=True)):
@@ -134,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
                 f"  R_outcome: {outcome:g}  r_dsu: {fields['reward_extra_info']['exgrpo_bonus']:g}  "
                 f"reward: {output.reward_score:g}  GRPO advantage: {advantages[session, 0].item():+.3f}"
             )
-        p_full = f"{np.mean(full):.3f}" if full else "n/a"
-        p_partial = f"{np.mean(partial):.3f}" if partial else "n/a"
+        p_full = f"{group.p_full:.3f}" if group.p_full is not None else "n/a"
+        p_partial = f"{group.p_partial:.3f}" if group.p_partial is not None else "n/a"
         print(
             f"\n  Group: P_full {p_full}  P_partial {p_partial}  "
-            f"r_dsu {'fired' if info['exgrpo_dsu_fired'] else 'did not fire'} "
+            f"r_dsu {'fired' if group.fired else 'did not fire'} "
             f"(delta={settings.dsu_delta}, nu={settings.dsu_nu})"
         )
     return 0
