@@ -9,6 +9,7 @@ response_mask 0 and the student's answers 1. Only the final answer is graded: it
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
@@ -57,8 +58,10 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
         self.response_length = self.rollout_config.response_length
 
     def _plan(self, kwargs: dict[str, Any]) -> DialoguePlan:
-        extra_info = kwargs.get("extra_info") or {}
-        row = extra_info.get("index", kwargs.get("index", "?")) if hasattr(extra_info, "get") else "?"
+        extra_info = kwargs.get("extra_info")
+        if not isinstance(extra_info, Mapping):
+            extra_info = {}
+        row = extra_info.get("index", kwargs.get("index", "?"))
         probes = parse_probes(extra_info, row)
         session_id = kwargs.get(SESSION_KEY)
         if session_id is None:
@@ -67,7 +70,7 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 "actor_rollout_ref.rollout.agent.agent_loop_manager_class=exgrpo_verl.rollout.ExGRPOAgentLoopManager"
             )
         group_size = int(kwargs.get(GROUP_SIZE_KEY) or self.rollout_config.n)
-        question_key = str(extra_info.get("id", row)) if hasattr(extra_info, "get") else str(row)
+        question_key = str(extra_info.get("id", row))
         return plan_dialogue(self.settings, probes, question_key, int(session_id), group_size)
 
     def _teacher_row(
