@@ -32,6 +32,12 @@ AGENT_LOOP_CONFIG = f"${{{PATH_RESOLVER}:agent_loops}}"
 # main_ppo's TaskRunner consults by trainer.v1.trainer_mode.
 REGISTERING_MODULES: tuple[str, ...] = ("exgrpo_verl.rollout.agent_loop", "exgrpo_verl.training.trainer")
 
+# The CPU platform and the hf rollout go first: the modules below ask verl for its platform, which
+# verl then fixes for the whole process.
+from exgrpo_verl.local import register as _register_local_backends  # noqa: E402
+
+_register_local_backends()
+
 for _module in REGISTERING_MODULES:
     importlib.import_module(_module)
 

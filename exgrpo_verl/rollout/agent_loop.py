@@ -40,6 +40,9 @@ NO_PROBES_FIELD = "exgrpo_no_probes"
 TEACHER_TOKENS_FIELD = "exgrpo_teacher_tokens"
 """On a teacher-forced row (L_SFT-aux): how many trailing response tokens are the teacher's answer."""
 TEACHER_RULE_FIELD = "exgrpo_teacher_rule"
+# verl's own fields: the first and last policy version (global step) that generated the trajectory
+MIN_STEPS_FIELD = "min_global_steps"
+MAX_STEPS_FIELD = "max_global_steps"
 
 
 class MissingSessionError(RuntimeError):
@@ -115,6 +118,8 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
         request_id = uuid4().hex
         final_text, finished = "", False
         teacher_rows: list[AgentLoopOutput] = []
+        # the policy versions that generated this dialogue, as verl's v1 trainer tracks them per row
+        weight_versions: dict[str, Any] = {}
 
         for turn, user_message in enumerate(user_turns):
             if turn > 0:
@@ -146,6 +151,8 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 assistant_logprobs=output.log_probs if logprobs is not None else None,
             )
             tokens = merged.token_ids
+            weight_versions.setdefault(MIN_STEPS_FIELD, output.extra_fields.get(MIN_STEPS_FIELD))
+            weight_versions[MAX_STEPS_FIELD] = output.extra_fields.get(MAX_STEPS_FIELD)
             text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
             messages.append({"role": "assistant", "content": text})
             if is_final:
@@ -171,6 +178,9 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 NUM_TURNS_FIELD: len(messages),
                 TRUNCATED_FIELD: not finished,
                 NO_PROBES_FIELD: plan.available == 0,
+                **weight_versions,
             },
         )
+        for row in teacher_rows:
+            row.extra_fields.update(weight_versions)
         return [*teacher_rows, dialogue] if teacher_rows else dialogue

@@ -1,0 +1,224 @@
+"""Token-in, token-out generation with a Hugging Face causal LM, the way verl's rollout servers do it.
+
+verl's agent loops send ``(prompt_ids, sampling_params)`` per turn and expect a ``TokenOutput``.
+This module turns concurrent requests into padded ``model.generate`` calls and honours verl's
+sampling parameters exactly:
+
+- ``top_k = -1`` (or 0) means no top-k cut, and no default of the model's ``generation_config``
+  or of transformers (``top_k=50``) leaks in: a silent top-k makes the rollout sample from another
+  distribution than the one the trainer scores, and the rollout/training log-prob gap explodes.
+- ``temperature = 0`` is greedy decoding (verl's validation setting).
+- ``max_tokens`` is per request: requests with different budgets share one ``generate`` call and
+  each stops at its own budget (a per-row stopping criterion).
+- generation stops at the tokenizer/model EOS ids and ``stop_token_ids`` unless ``ignore_eos``;
+  the stop token is part of the output, as with vLLM.
+- with ``logprobs``, each sampled token's log-probability under softmax(logits / temperature)
+  (temperature 1 when greedy) is recorded at sampling time, before top-k/top-p truncation; this is
+  what verl's actor computes for the same tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling settings that must be equal for requests to share one ``generate`` call."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    max_tokens: int
+    sampling: Sampling
+    logprobs: bool = False
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]
+    log_probs: list[float] | None = None
+    finish_reason: str = "stop"  # "stop" (a stop token) or "length" (max_tokens)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_sampling_params(
+    prompt_ids: Sequence[int], sampling_params: dict[str, Any], *, response_length: int, max_model_len: int
+) -> GenerationRequest:
+    """A verl ``sampling_params`` dict (as agent loops send it) as a request; unknown keys are an error.
+
+    Without ``max_tokens`` the budget is what vLLM's server in verl gives: the response length,
+    capped by what is left of the prompt+response window. It is always clamped to what fits in
+    the model's context, and to at least one token.
+    """
+    params = dict(sampling_params)
+    max_tokens = params.pop("max_tokens", params.pop("max_new_tokens", None))
+    room = max_model_len - len(prompt_ids)
+    if room < 1:
+        raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in the {max_model_len}-token context")
+    if max_tokens is None:
+        max_tokens = min(response_length, max_model_len - len(prompt_ids))
+    max_tokens = max(1, min(int(max_tokens), room))
+
+    top_k = params.pop("top_k", -1)
+    top_k = -1 if top_k is None else int(top_k)  # verl: -1 is "no top-k"; transformers: 0 is
+    sampling = Sampling(
+        temperature=float(params.pop("temperature", 1.0) or 0.0),
+        top_p=float(params.pop("top_p", 1.0) or 1.0),
+        top_k=max(top_k, 0),
+        repetition_penalty=float(params.pop("repetition_penalty", 1.0) or 1.0),
+        stop_token_ids=tuple(int(t) for t in (params.pop("stop_token_ids", None) or ())),
+        ignore_eos=bool(params.pop("ignore_eos", False)),
+    )
+    logprobs = bool(params.pop("logprobs", False))
+    # Accepted and meaningless here: the server seeds its generator once at start-up.
+    params.pop("seed", None)
+    if params:
+        raise ValueError(f"the hf rollout does not support the sampling parameter(s) {sorted(params)}")
+    return GenerationRequest(list(prompt_ids), max_tokens, sampling, logprobs=logprobs)
+
+
+def neutral_generation_config(model: Any, eos_token_ids: Iterable[int], pad_token_id: int) -> GenerationConfig:
+    """A generation config with no sampling opinions of its own.
+
+    ``generate`` fills every unset field from the model's ``generation_config`` (a checkpoint's
+    ``generation_config.json`` often sets top_k, top_p, temperature or a repetition penalty) and
+    then from transformers' global defaults (top_k=50). Replacing the model's config with this one
+    and setting every sampling field per call keeps both out.
+    """
+    config = GenerationConfig(eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id)
+    model.generation_config = config
+    return config
+
+
+class _PerRowBudget(StoppingCriteria):
+    """Row i is done once it has generated ``budgets[i]`` tokens."""
+
+    def __init__(self, prompt_width: int, budgets: list[int], device: torch.device) -> None:
+        self.prompt_width = prompt_width
+        self.budgets = torch.tensor(budgets, device=device)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return (input_ids.shape[1] - self.prompt_width) >= self.budgets
+
+
+class _LogProbRecorder(LogitsProcessor):
+    """Records log softmax(logits / T) of each sampled token.
+
+    transformers applies custom processors after its own penalty processors and before the
+    temperature/top-k/top-p warpers, so this sees the logits the sampler starts from. The token
+    chosen at step t is visible at step t+1 (last column of ``input_ids``); ``finish`` takes the last.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.pending: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def _take(self, chosen: torch.Tensor) -> None:
+        if self.pending is not None:
+            self.steps.append(self.pending.gather(1, chosen.unsqueeze(1)).squeeze(1))
+            self.pending = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._take(input_ids[:, -1])
+        self.pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        self._take(sequences[:, -1])
+        return torch.stack(self.steps, dim=1) if self.steps else sequences.new_zeros((sequences.size(0), 0)).float()
+
+
+class HFGenerator:
+    """Generates for a batch of requests with one model; the caller serialises calls."""
+
+    def __init__(self, model: Any, eos_token_ids: Iterable[int], pad_token_id: int) -> None:
+        self.model = model.eval()
+        self.eos_token_ids = tuple(dict.fromkeys(int(t) for t in eos_token_ids))
+        if not self.eos_token_ids:
+            raise ValueError("the model has no EOS token: generation would never stop before max_tokens")
+        self.pad_token_id = int(pad_token_id)
+        neutral_generation_config(model, self.eos_token_ids, self.pad_token_id)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Results in request order; requests with equal sampling settings share a ``generate`` call."""
+        results: list[GenerationResult | None] = [None] * len(requests)
+        groups: dict[Sampling, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.sampling, []).append(index)
+        for sampling, indices in groups.items():
+            for index, result in zip(indices, self._generate_group(sampling, [requests[i] for i in indices]), strict=True):
+                results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _stop_ids(self, sampling: Sampling) -> list[int]:
+        return list(dict.fromkeys([*(() if sampling.ignore_eos else self.eos_token_ids), *sampling.stop_token_ids]))
+
+    @torch.no_grad()
+    def _generate_group(self, sampling: Sampling, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        width = max(len(r.prompt_ids) for r in requests)
+        device = self.device
+        input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
+        for row, request in enumerate(requests):  # left padding: every row's next token is at the end
+            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
+            attention_mask[row, width - len(request.prompt_ids) :] = 1
+        budgets = [r.max_tokens for r in requests]
+        stop_ids = self._stop_ids(sampling)
+        recorder = _LogProbRecorder(sampling.temperature) if any(r.logprobs for r in requests) else None
+        config = GenerationConfig(
+            max_new_tokens=max(budgets),
+            do_sample=not sampling.greedy,
+            temperature=sampling.temperature if not sampling.greedy else 1.0,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            min_p=None,
+            typical_p=1.0,
+            repetition_penalty=sampling.repetition_penalty,
+            eos_token_id=stop_ids or None,
+            pad_token_id=self.pad_token_id,
+            num_beams=1,
+            use_cache=True,
+            return_dict_in_generate=False,
+        )
+        sequences = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            generation_config=config,
+            stopping_criteria=[_PerRowBudget(width, budgets, device)],
+            logits_processor=[recorder] if recorder else [],
+        )
+        log_probs = recorder.finish(sequences).cpu() if recorder else None
+        generated = sequences[:, width:].cpu()
+        stop_set = set(stop_ids)
+        results = []
+        for row, request in enumerate(requests):
+            tokens = generated[row, : request.max_tokens].tolist()
+            end = next((i + 1 for i, token in enumerate(tokens) if token in stop_set), None)
+            finish_reason = "stop" if end is not None else "length"
+            tokens = tokens[:end] if end is not None else tokens
+            row_log_probs = log_probs[row, : len(tokens)].tolist() if log_probs is not None and request.logprobs else None
+            results.append(GenerationResult(tokens, row_log_probs, finish_reason))
+        return results

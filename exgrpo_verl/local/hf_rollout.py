@@ -1,0 +1,306 @@
+"""``actor_rollout_ref.rollout.name=hf``: verl's rollout served by transformers instead of vLLM/SGLang.
+
+Three pieces, mirroring verl's own backends:
+
+- :class:`HFRolloutServer`, a Ray actor holding a copy of the policy. Agent loops call its
+  ``generate(request_id, prompt_ids=…, sampling_params=…) -> TokenOutput`` concurrently; requests
+  that arrive together are batched into padded ``generate`` calls (:mod:`.hf_generation`).
+- :class:`HFRolloutReplica`, the ``RolloutReplica`` verl's LLM server manager launches: one server
+  per replica, on the node (and GPU) of the trainer worker it shares.
+- :class:`HFServerAdapter`, the ``BaseRollout`` in the trainer worker: after every step verl hands it
+  the actor's full Hugging Face-named tensors, which it ships to the server in buckets.
+
+It runs colocated with the trainer (verl's hybrid mode: the sync trainers), on the CPU or one GPU
+per replica, with rollout tensor/pipeline/data parallel size 1. The sleep/wake/KV-cache calls verl
+makes around weight syncs are no-ops: the server keeps its weights and has no KV cache between
+requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import torch
+from verl.workers.rollout.base import BaseRollout
+from verl.workers.rollout.replica import RolloutMode, RolloutReplica, TokenOutput
+
+from exgrpo_verl.local import BACKEND_NAME
+from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator, parse_sampling_params
+
+logger = logging.getLogger(__name__)
+
+# Requests that arrive within this window join the same generate call.
+BATCH_WINDOW_S = 0.02
+
+
+def server_actor_name(replica_rank: int) -> str:
+    return f"{BACKEND_NAME}_rollout_server_{replica_rank}"
+
+
+class UnsupportedRolloutMode(RuntimeError):
+    """The hf rollout only runs colocated with the trainer (verl's sync trainers)."""
+
+
+def _unsupported(what: str) -> UnsupportedRolloutMode:
+    return UnsupportedRolloutMode(
+        f"the hf rollout does not support {what}: it serves verl's synchronous trainers "
+        "(trainer.v1.trainer_mode=sync or exgrpo_sync, or trainer.use_v1=false) with the rollout colocated "
+        "with the actor; use rollout.name=vllm or sglang for the asynchronous trainer modes"
+    )
+
+
+def _check_layout(config: Any) -> None:
+    sizes = {
+        "tensor_model_parallel_size": config.tensor_model_parallel_size,
+        "data_parallel_size": config.data_parallel_size,
+        "pipeline_model_parallel_size": config.pipeline_model_parallel_size,
+    }
+    wrong = {key: value for key, value in sizes.items() if value != 1}
+    if wrong:
+        settings = ", ".join(f"actor_rollout_ref.rollout.{key}={value}" for key, value in wrong.items())
+        raise ValueError(f"the hf rollout runs one model copy per trainer rank: set {settings} to 1")
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, str(name).replace("torch.", ""), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"actor_rollout_ref.rollout.dtype={name!r} is not a torch dtype")
+    return dtype
+
+
+@dataclass
+class _Pending:
+    request: GenerationRequest
+    future: asyncio.Future
+
+
+class HFRolloutServer:
+    """The Ray actor behind one hf replica: a model copy, a request batcher and weight loading."""
+
+    def __init__(self, config: Any, model_config: Any, replica_rank: int, device: str) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config
+        self.replica_rank = replica_rank
+        path = getattr(model_config, "local_path", None) or model_config.path
+        trust = bool(getattr(model_config, "trust_remote_code", False))
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=_torch_dtype(config.dtype), trust_remote_code=trust
+        ).to(device)
+        eos = [tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.generator = HFGenerator(model, [t for t in eos if t is not None], pad)
+        self.max_model_len = int(config.max_model_len or (config.prompt_length + config.response_length))
+        self.response_length = int(config.response_length)
+        self.max_batch = max(1, int(config.max_num_seqs))
+        self.global_steps = 0
+        torch.manual_seed(int(config.seed) + replica_rank)
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._batcher: asyncio.Task | None = None
+        self._model_lock: asyncio.Lock | None = None
+
+    def ready(self) -> bool:
+        return True
+
+    # --- generation -------------------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._queue is None:  # created inside the actor's event loop
+            self._queue = asyncio.Queue()
+            self._model_lock = asyncio.Lock()
+            self._batcher = asyncio.get_running_loop().create_task(self._serve())
+
+    async def generate(
+        self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any], **kwargs: Any
+    ) -> TokenOutput:
+        unsupported = {key for key, value in kwargs.items() if value is not None}
+        if unsupported:
+            raise ValueError(f"the hf rollout serves text only; got {sorted(unsupported)}")
+        self._start()
+        request = parse_sampling_params(
+            prompt_ids, sampling_params, response_length=self.response_length, max_model_len=self.max_model_len
+        )
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(request, future))
+        result = await future
+        return TokenOutput(
+            token_ids=result.token_ids,
+            log_probs=result.log_probs,
+            stop_reason="completed",
+            extra_fields={"global_steps": self.global_steps, "finish_reason": result.finish_reason},
+        )
+
+    async def _serve(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            await asyncio.sleep(BATCH_WINDOW_S)  # let the other agent loops' turns arrive
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                async with self._model_lock:
+                    results = await asyncio.to_thread(self.generator.generate, [p.request for p in batch])
+            except Exception as exc:  # fail the requests, keep serving
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+            else:
+                for pending, result in zip(batch, results, strict=True):
+                    if not pending.future.done():
+                        pending.future.set_result(result)
+
+    # --- weights ----------------------------------------------------------------------------------
+    async def load_weights(self, tensors: dict[str, torch.Tensor]) -> int:
+        """Copy a bucket of full, Hugging Face-named tensors into the model; returns how many."""
+        self._start()
+        async with self._model_lock:
+            model = self.generator.model
+            incompatible = model.load_state_dict(tensors, strict=False)
+            if incompatible.unexpected_keys:
+                raise KeyError(f"weights the rollout model does not have: {incompatible.unexpected_keys[:5]}")
+        return len(tensors)
+
+    def set_global_steps(self, global_steps: int) -> None:
+        self.global_steps = int(global_steps)
+
+    def state_dict_checksum(self) -> float:
+        """Sum of every parameter (tests use it to see a weight update land)."""
+        return float(sum(p.detach().double().sum() for p in self.generator.model.parameters()))
+
+    # --- verl's lifecycle calls: nothing to free or restore -------------------------------------------
+    async def sleep(self) -> None:
+        return None
+
+    async def wake_up(self, tags: list[str] | None = None) -> None:
+        return None
+
+    async def clear_kv_cache(self) -> None:
+        return None
+
+    async def release_kv_cache(self) -> None:
+        return None
+
+    async def resume_kv_cache(self) -> None:
+        return None
+
+    async def resume_generation(self) -> None:
+        return None
+
+    async def start_profile(self, **kwargs: Any) -> None:
+        return None
+
+    async def stop_profile(self) -> None:
+        return None
+
+    async def abort_all_requests(self, reject_request: bool = False) -> None:
+        # Only verl's asynchronous trainers abort in-flight requests (partial rollout).
+        raise _unsupported("aborting requests (partial rollout in an asynchronous trainer mode)")
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
+
+
+class HFRolloutReplica(RolloutReplica):
+    """One hf server per replica, next to the trainer worker whose weights it mirrors."""
+
+    def get_ray_class_with_init_args(self):
+        raise _unsupported("a standalone or colocated rollout worker group")
+
+    async def launch_servers(self) -> None:
+        if self.rollout_mode != RolloutMode.HYBRID:
+            raise _unsupported(f"rollout mode {self.rollout_mode.value!r}")
+        _check_layout(self.config)
+        worker = self.workers[0]
+        node_id, gpu_ids = await worker.__ray_call__.remote(
+            lambda self: (ray.get_runtime_context().get_node_id(), ray.get_runtime_context().get_accelerator_ids())
+        )
+        from verl.utils.device import get_device_name
+
+        device = "cuda" if get_device_name() == "cuda" else "cpu"
+        env_vars = {}
+        if device == "cuda":
+            # share the worker's GPU: the server holds no Ray GPU of its own
+            env_vars = {
+                "CUDA_VISIBLE_DEVICES": ",".join(gpu_ids.get("GPU", [])),
+                "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1",
+            }
+        name = server_actor_name(self.replica_rank)
+        server = (
+            ray.remote(HFRolloutServer)
+            .options(
+                name=name,
+                scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                    node_id=node_id, soft=False
+                ),
+                runtime_env={"env_vars": env_vars},
+                max_concurrency=self.max_concurrency,
+                num_cpus=0,
+            )
+            .remote(self.config, self.model_config, self.replica_rank, device)
+        )
+        await server.ready.remote()
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = name
+
+
+class HFServerAdapter(BaseRollout):
+    """The trainer-side half: ships the actor's weights to its replica's server after each step."""
+
+    def __init__(self, config: Any, model_config: Any, device_mesh: Any, replica_rank: int = -1) -> None:
+        super().__init__(config, model_config, device_mesh)
+        _check_layout(self.config)
+        rank = int(os.environ.get("RANK", 0))
+        self.replica_rank = rank if replica_rank == -1 else replica_rank
+        self.is_leader_rank = True
+        self.bucket_bytes = int(self.config.checkpoint_engine.update_weights_bucket_megabytes) << 20
+        self._server: Any = None
+
+    def _server_handle(self) -> Any:
+        if self._server is None:  # the server starts after the trainer worker
+            self._server = ray.get_actor(server_actor_name(self.replica_rank))
+        return self._server
+
+    async def resume(self, tags: list[str]) -> None:
+        return None
+
+    async def release(self) -> None:
+        return None
+
+    @torch.no_grad()
+    async def update_weights(
+        self,
+        weights: Generator[tuple[str, torch.Tensor], None, None],
+        global_steps: int | None = None,
+        wire_format: str = "named_tensors",
+        peft_config: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if wire_format != "named_tensors":
+            raise _unsupported(f"weight transfer format {wire_format!r}")
+        if peft_config is not None:
+            raise ValueError("the hf rollout takes merged weights: set actor_rollout_ref.model.lora.merge=true")
+        server = self._server_handle()
+        bucket: dict[str, torch.Tensor] = {}
+        size = 0
+        sent = 0
+        for name, tensor in weights:
+            full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+            bucket[name] = full.detach().to("cpu", copy=True)
+            size += bucket[name].numel() * bucket[name].element_size()
+            if size >= self.bucket_bytes:
+                sent += await server.load_weights.remote(bucket)
+                bucket, size = {}, 0
+        if bucket:
+            sent += await server.load_weights.remote(bucket)
+        if sent == 0:
+            raise RuntimeError("the actor sent no weights to the hf rollout")
+        await server.set_global_steps.remote(int(global_steps or 0))
