@@ -79,6 +79,13 @@ visible_gpus() {
     ((count > 0)) && echo "$count" || echo 1
 }
 
+# STUDENT=cpu runs on the plug-in's CPU platform even where a GPU is visible: prefix the command with it.
+cpu_platform_prefix() {
+    if [[ "${STUDENT:-}" == cpu ]]; then
+        CMD=(env VERL_PLATFORM=cpu "${CMD[@]}")
+    fi
+}
+
 # Print the command (DRY_RUN=1) or replace this shell with it.
 run_command() {
     if [[ "${DRY_RUN:-0}" == 1 ]]; then
@@ -107,7 +114,7 @@ exgrpo_command() {
         SFT_DIR="${SFT_DIR:-checkpoints/exgrpo/sft_$STUDENT}"
         if [[ -f "$SFT_DIR/latest_checkpointed_iteration.txt" ]]; then
             MODEL_PATH="$(latest_hf_checkpoint "$SFT_DIR")"
-        elif [[ "$STUDENT" != smoke ]]; then
+        elif [[ "$STUDENT" != smoke && "$STUDENT" != cpu ]]; then
             die "no SFT checkpoint in $SFT_DIR: run run_sft_warmup.sh with STUDENT=$STUDENT first, or set MODEL_PATH or SFT_DIR"
         fi
     fi

@@ -6,7 +6,8 @@
 #   DATA_DIR       EI output folder holding rl_train.parquet and val.parquet
 #   TRAIN_FILES    RL parquet(s), comma-separated (default $DATA_DIR/rl_train.parquet)
 #   VAL_FILES      single-turn val parquet(s), comma-separated (default $DATA_DIR/val.parquet)
-#   STUDENT        qwen2_5_7b_instruct (default) | gemma_7b_it | llama3_1_8b_instruct | smoke
+#   STUDENT        qwen2_5_7b_instruct (default) | gemma_7b_it | llama3_1_8b_instruct | smoke | cpu
+#                  (cpu: no GPU needed; runs verl on the plug-in's CPU platform and hf rollout)
 #   MODEL_PATH     Hugging Face folder to start from; default: the latest SFT checkpoint's copy in SFT_DIR
 #   SFT_DIR        the SFT run folder (default checkpoints/exgrpo/sft_$STUDENT)
 #   EXPERIMENT     trainer.experiment_name (default exgrpo_$STUDENT); CKPT_DIR: trainer.default_local_dir
@@ -21,4 +22,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 refuse_vars "FSDP has no tensor/pipeline/context parallel sizes (use run_exgrpo_megatron.sh)" TP PP CP
 exgrpo_command exgrpo_fsdp
 CMD+=("$@")
+cpu_platform_prefix
 run_command "${CMD[@]}"

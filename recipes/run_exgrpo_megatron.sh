@@ -10,6 +10,7 @@ set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+[[ "${STUDENT:-}" != cpu ]] || die "STUDENT=cpu trains with FSDP on the CPU: use run_exgrpo_fsdp.sh"
 exgrpo_command exgrpo_megatron
 megatron="actor_rollout_ref.actor.megatron"
 [[ -z "${TP:-}" ]] || CMD+=("$megatron.tensor_model_parallel_size=$TP")

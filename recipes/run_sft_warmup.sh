@@ -7,7 +7,8 @@
 #   DATA_DIR       EI output folder holding sft_train.parquet
 #   SFT_FILES      SFT parquet(s), comma-separated (default $DATA_DIR/sft_train.parquet)
 #   SFT_VAL_FILES  optional held-out SFT parquet(s) for a validation loss
-#   STUDENT        qwen2_5_7b_instruct (default) | gemma_7b_it | llama3_1_8b_instruct | smoke
+#   STUDENT        qwen2_5_7b_instruct (default) | gemma_7b_it | llama3_1_8b_instruct | smoke | cpu
+#                  (cpu: no GPU needed; runs verl on the plug-in's CPU platform and hf rollout)
 #   MODEL_PATH     start from this model instead of the student's hub model
 #   EXPERIMENT     trainer.experiment_name (default sft_$STUDENT); CKPT_DIR: trainer.default_local_dir
 #   ENGINE         fsdp (default) | megatron; TP, PP, CP: Megatron's parallel sizes
@@ -21,6 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 STUDENT="${STUDENT:-qwen2_5_7b_instruct}"
 ENGINE="${ENGINE:-fsdp}"
+[[ "$STUDENT" != cpu || "$ENGINE" == fsdp ]] || die "STUDENT=cpu trains with FSDP on the CPU: unset ENGINE"
 dir="$(recipes_dir)"
 [[ -f "$dir/sft_student/$STUDENT.yaml" ]] || die "STUDENT=$STUDENT: no $dir/sft_student/$STUDENT.yaml"
 if [[ -z "${SFT_FILES:-}" ]]; then
@@ -29,7 +31,11 @@ fi
 train="$(file_list SFT_FILES "${SFT_FILES:-$DATA_DIR/sft_train.parquet}")"
 
 NNODES="${NNODES:-1}"
-GPUS_PER_NODE="${GPUS_PER_NODE:-$(visible_gpus)}"
+if [[ "$STUDENT" == cpu ]]; then
+    GPUS_PER_NODE="${GPUS_PER_NODE:-1}"
+else
+    GPUS_PER_NODE="${GPUS_PER_NODE:-$(visible_gpus)}"
+fi
 if ((NNODES > 1)); then
     [[ -n "${NODE_RANK:-}" && -n "${MASTER_ADDR:-}" ]] || die "NNODES=$NNODES needs NODE_RANK and MASTER_ADDR"
     launch=(--nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR"
@@ -58,4 +64,5 @@ case "$ENGINE" in
     *) die "ENGINE must be fsdp or megatron, got $ENGINE" ;;
 esac
 CMD+=("$@")
+cpu_platform_prefix
 run_command "${CMD[@]}"

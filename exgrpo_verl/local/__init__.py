@@ -4,8 +4,11 @@ when verl is imported, before anything asks verl for its platform)."""
 
 from __future__ import annotations
 
-from exgrpo_verl.local.cpu_platform import PLATFORM_NAME, PlatformCPU
+# Nothing here imports verl at module level: verl imports the plug-in, which imports this package,
+# while ``import verl`` may still be running.
 
+# the name of the device platform (VERL_PLATFORM=cpu)
+PLATFORM_NAME = "cpu"
 # actor_rollout_ref.rollout.name of the transformers-backed rollout
 BACKEND_NAME = "hf"
 ADAPTER_PATH = "exgrpo_verl.local.hf_rollout.HFServerAdapter"
@@ -31,6 +34,8 @@ def _register_cpu_engines() -> None:
 
 def register() -> None:
     from verl.plugin.platform import PlatformRegistry, get_platform
+
+    from exgrpo_verl.local.cpu_platform import PlatformCPU
 
     # first: the modules imported below may ask verl for its platform, which fixes it for the process
     PlatformRegistry.register(PLATFORM_NAME)(PlatformCPU)

@@ -2,13 +2,14 @@
 
 verl calls CUDA's module API on whatever its platform returns (``empty_cache``, ``get_rng_state``,
 ``mem_get_info``, ``memory_allocated``, ...); ``torch.cpu`` has only part of it. This module answers
-the rest with their CPU meaning (RNG state is torch's global CPU generator; memory figures come from
-the operating system) and delegates everything else to ``torch.cpu``.
+the rest with their CPU meaning (RNG state is torch's global CPU generator; "allocated" memory is this
+process's resident set, "free/total" the machine's) and delegates everything else to ``torch.cpu``.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 from typing import Any
 
 import torch
@@ -56,13 +57,21 @@ def mem_get_info(device: Any = None) -> tuple[int, int]:
 
 
 def memory_allocated(device: Any = None) -> int:
-    free, total = _physical_bytes()
-    return total - free
+    """Resident set size of this process."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return max_memory_allocated()
+
+
+def max_memory_allocated(device: Any = None) -> int:
+    """Peak resident set size of this process (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 memory_reserved = memory_allocated
-max_memory_allocated = memory_allocated
-max_memory_reserved = memory_allocated
+max_memory_reserved = max_memory_allocated
 
 
 def reset_peak_memory_stats(device: Any = None) -> None:

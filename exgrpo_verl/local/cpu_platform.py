@@ -16,8 +16,6 @@ from typing import Any
 import torch
 from verl.plugin.platform.platform_base import PlatformBase
 
-PLATFORM_NAME = "cpu"
-
 
 class PlatformCPU(PlatformBase):
     """Everything on the CPU; one logical device per process."""

@@ -95,15 +95,16 @@ def parse_sampling_params(
     return GenerationRequest(list(prompt_ids), max_tokens, sampling, logprobs=logprobs)
 
 
-def neutral_generation_config(model: Any, eos_token_ids: Iterable[int], pad_token_id: int) -> GenerationConfig:
-    """A generation config with no sampling opinions of its own.
+def neutral_generation_config(model: Any, pad_token_id: int) -> GenerationConfig:
+    """Give ``model`` a generation config with no opinions of its own, and return it.
 
-    ``generate`` fills every unset field from the model's ``generation_config`` (a checkpoint's
-    ``generation_config.json`` often sets top_k, top_p, temperature or a repetition penalty) and
-    then from transformers' global defaults (top_k=50). Replacing the model's config with this one
-    and setting every sampling field per call keeps both out.
+    ``generate`` fills every field a call leaves unset from the model's ``generation_config`` (a
+    checkpoint's ``generation_config.json`` often sets top_k, top_p, temperature, a repetition
+    penalty or its EOS ids) and then from transformers' global defaults (top_k=50). With this config
+    on the model and every sampling field set per call, neither leaks in; stop ids are per call too,
+    so ``ignore_eos`` really ignores them.
     """
-    config = GenerationConfig(eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id)
+    config = GenerationConfig(pad_token_id=pad_token_id)
     model.generation_config = config
     return config
 
@@ -156,7 +157,7 @@ class HFGenerator:
         if not self.eos_token_ids:
             raise ValueError("the model has no EOS token: generation would never stop before max_tokens")
         self.pad_token_id = int(pad_token_id)
-        neutral_generation_config(model, self.eos_token_ids, self.pad_token_id)
+        neutral_generation_config(model, self.pad_token_id)
 
     @property
     def device(self) -> torch.device:
@@ -169,7 +170,9 @@ class HFGenerator:
         for index, request in enumerate(requests):
             groups.setdefault(request.sampling, []).append(index)
         for sampling, indices in groups.items():
-            for index, result in zip(indices, self._generate_group(sampling, [requests[i] for i in indices]), strict=True):
+            for index, result in zip(
+                indices, self._generate_group(sampling, [requests[i] for i in indices]), strict=True
+            ):
                 results[index] = result
         return results  # type: ignore[return-value]
 
@@ -188,14 +191,21 @@ class HFGenerator:
         budgets = [r.max_tokens for r in requests]
         stop_ids = self._stop_ids(sampling)
         recorder = _LogProbRecorder(sampling.temperature) if any(r.logprobs for r in requests) else None
+        # greedy decoding ignores the warpers; naming them anyway only makes transformers warn
+        warpers = (
+            {}
+            if sampling.greedy
+            else {
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": sampling.top_k,
+                "typical_p": 1.0,
+            }
+        )
         config = GenerationConfig(
             max_new_tokens=max(budgets),
             do_sample=not sampling.greedy,
-            temperature=sampling.temperature if not sampling.greedy else 1.0,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k,
-            min_p=None,
-            typical_p=1.0,
+            **warpers,
             repetition_penalty=sampling.repetition_penalty,
             eos_token_id=stop_ids or None,
             pad_token_id=self.pad_token_id,
@@ -219,6 +229,8 @@ class HFGenerator:
             end = next((i + 1 for i, token in enumerate(tokens) if token in stop_set), None)
             finish_reason = "stop" if end is not None else "length"
             tokens = tokens[:end] if end is not None else tokens
-            row_log_probs = log_probs[row, : len(tokens)].tolist() if log_probs is not None and request.logprobs else None
+            row_log_probs = (
+                log_probs[row, : len(tokens)].tolist() if log_probs is not None and request.logprobs else None
+            )
             results.append(GenerationResult(tokens, row_log_probs, finish_reason))
         return results
