@@ -7,9 +7,9 @@ import itertools
 
 import pytest
 
+from exgrpo_verl.local.hf_server import HFGenerateServer
 from exgrpo_verl.reward import FINAL_RESPONSE_KEY
 from exgrpo_verl.rollout.agent_loop import MissingSessionError
-from exgrpo_verl.rollout.hf_server import HFGenerateServer
 from exgrpo_verl.schema import MalformedProbesError
 from exgrpo_verl.testing import build_tiny_model, build_tokenizer
 from exgrpo_verl.testing.servers import ScriptedServer
@@ -182,7 +182,7 @@ def test_logprobs_follow_the_mask():
 def test_with_a_tiny_random_model(device):
     """A real transformers model behind the server: arbitrary token streams, same invariants."""
     tokenizer = build_tokenizer("qwen2")
-    server = HFGenerateServer(build_tiny_model(tokenizer, "qwen2").to(device), tokenizer)
+    server = HFGenerateServer(build_tiny_model(tokenizer, "qwen2").to(device), tokenizer, response_length=1024)
     output = run(
         tokenizer, server, make_row(), 0, overrides=("++exgrpo.probe_max_tokens=12", "++exgrpo.final_max_tokens=16")
     )

@@ -4,7 +4,7 @@ Three pieces, mirroring verl's own backends:
 
 - :class:`HFRolloutServer`, a Ray actor holding a copy of the policy. Agent loops call its
   ``generate(request_id, prompt_ids=…, sampling_params=…) -> TokenOutput`` concurrently; requests
-  that arrive together are batched into padded ``generate`` calls (:mod:`.hf_generation`).
+  that arrive together are batched into padded ``generate`` calls (:mod:`.hf_server`).
 - :class:`HFRolloutReplica`, the ``RolloutReplica`` verl's LLM server manager launches: one server
   per replica, on the node (and GPU) of the trainer worker it shares.
 - :class:`HFServerAdapter`, the ``BaseRollout`` in the trainer worker: after every step verl hands it
@@ -18,25 +18,20 @@ requests.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import ray
 import torch
 from verl.workers.rollout.base import BaseRollout
-from verl.workers.rollout.replica import RolloutMode, RolloutReplica, TokenOutput
+from verl.workers.rollout.replica import RolloutMode, RolloutReplica
 
 from exgrpo_verl.local import BACKEND_NAME
-from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator, parse_sampling_params
+from exgrpo_verl.local.hf_server import HFGenerateServer, torch_dtype
 
 logger = logging.getLogger(__name__)
-
-# Requests that arrive within this window join the same generate call.
-BATCH_WINDOW_S = 0.02
 
 
 def server_actor_name(replica_rank: int) -> str:
@@ -67,110 +62,28 @@ def _check_layout(config: Any) -> None:
         raise ValueError(f"the hf rollout runs one model copy per trainer rank: set {settings} to 1")
 
 
-def _torch_dtype(name: str) -> torch.dtype:
-    dtype = getattr(torch, str(name).replace("torch.", ""), None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"actor_rollout_ref.rollout.dtype={name!r} is not a torch dtype")
-    return dtype
-
-
-@dataclass
-class _Pending:
-    request: GenerationRequest
-    future: asyncio.Future
-
-
-class HFRolloutServer:
-    """The Ray actor behind one hf replica: a model copy, a request batcher and weight loading."""
+class HFRolloutServer(HFGenerateServer):
+    """The Ray actor behind one hf replica: the batching server plus verl's lifecycle calls."""
 
     def __init__(self, config: Any, model_config: Any, replica_rank: int, device: str) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.config = config
-        self.replica_rank = replica_rank
         path = getattr(model_config, "local_path", None) or model_config.path
         trust = bool(getattr(model_config, "trust_remote_code", False))
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_torch_dtype(config.dtype), trust_remote_code=trust
-        ).to(device)
-        eos = [tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.generator = HFGenerator(model, [t for t in eos if t is not None], pad)
-        self.max_model_len = int(config.max_model_len or (config.prompt_length + config.response_length))
-        self.response_length = int(config.response_length)
-        self.max_batch = max(1, int(config.max_num_seqs))
-        self.global_steps = 0
         torch.manual_seed(int(config.seed) + replica_rank)
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._batcher: asyncio.Task | None = None
-        self._model_lock: asyncio.Lock | None = None
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(config.dtype), trust_remote_code=trust)
+        super().__init__(
+            model.to(device),
+            tokenizer,
+            response_length=config.response_length,
+            max_model_len=config.max_model_len or config.prompt_length + config.response_length,
+            max_batch=config.max_num_seqs,
+        )
+        self.replica_rank = replica_rank
 
     def ready(self) -> bool:
         return True
-
-    # --- generation -------------------------------------------------------------------------------
-    def _start(self) -> None:
-        if self._queue is None:  # created inside the actor's event loop
-            self._queue = asyncio.Queue()
-            self._model_lock = asyncio.Lock()
-            self._batcher = asyncio.get_running_loop().create_task(self._serve())
-
-    async def generate(
-        self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any], **kwargs: Any
-    ) -> TokenOutput:
-        unsupported = {key for key, value in kwargs.items() if value is not None}
-        if unsupported:
-            raise ValueError(f"the hf rollout serves text only; got {sorted(unsupported)}")
-        self._start()
-        request = parse_sampling_params(
-            prompt_ids, sampling_params, response_length=self.response_length, max_model_len=self.max_model_len
-        )
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(request, future))
-        result = await future
-        return TokenOutput(
-            token_ids=result.token_ids,
-            log_probs=result.log_probs,
-            stop_reason="completed",
-            extra_fields={"global_steps": self.global_steps, "finish_reason": result.finish_reason},
-        )
-
-    async def _serve(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            await asyncio.sleep(BATCH_WINDOW_S)  # let the other agent loops' turns arrive
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                async with self._model_lock:
-                    results = await asyncio.to_thread(self.generator.generate, [p.request for p in batch])
-            except Exception as exc:  # fail the requests, keep serving
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-            else:
-                for pending, result in zip(batch, results, strict=True):
-                    if not pending.future.done():
-                        pending.future.set_result(result)
-
-    # --- weights ----------------------------------------------------------------------------------
-    async def load_weights(self, tensors: dict[str, torch.Tensor]) -> int:
-        """Copy a bucket of full, Hugging Face-named tensors into the model; returns how many."""
-        self._start()
-        async with self._model_lock:
-            model = self.generator.model
-            incompatible = model.load_state_dict(tensors, strict=False)
-            if incompatible.unexpected_keys:
-                raise KeyError(f"weights the rollout model does not have: {incompatible.unexpected_keys[:5]}")
-        return len(tensors)
-
-    def set_global_steps(self, global_steps: int) -> None:
-        self.global_steps = int(global_steps)
-
-    def state_dict_checksum(self) -> float:
-        """Sum of every parameter (tests use it to see a weight update land)."""
-        return float(sum(p.detach().double().sum() for p in self.generator.model.parameters()))
 
     # --- verl's lifecycle calls: nothing to free or restore -------------------------------------------
     async def sleep(self) -> None:
@@ -200,12 +113,6 @@ class HFRolloutServer:
     async def abort_all_requests(self, reject_request: bool = False) -> None:
         # Only verl's asynchronous trainers abort in-flight requests (partial rollout).
         raise _unsupported("aborting requests (partial rollout in an asynchronous trainer mode)")
-
-
-def _as_list(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
 
 
 class HFRolloutReplica(RolloutReplica):

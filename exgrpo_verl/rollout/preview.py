@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
+    from exgrpo_verl.local.hf_server import HFGenerateServer
     from exgrpo_verl.reward import compute_score
-    from exgrpo_verl.rollout.hf_server import HFGenerateServer
     from exgrpo_verl.rollout.managers import apply_bonus_to_outputs
     from exgrpo_verl.rollout.settings import ExGRPOSettings
     from exgrpo_verl.testing.verl_config import compose_trainer_config
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         ]
     )
     settings = ExGRPOSettings.from_trainer_config(config)
-    server = HFGenerateServer.from_pretrained(args.model)
+    server = HFGenerateServer.from_pretrained(args.model, response_length=args.response_length)
     groups = asyncio.run(_rollouts(config, server, server.tokenizer, rows, args.group_size, args.temperature))
 
     print(f"ExGRPO preview: {len(rows)} question(s) x {args.group_size} trajectories; settings: {settings}")

@@ -1,0 +1,139 @@
+"""An in-process LLM server over a Hugging Face model, with the one call verl's agent loops make:
+``generate(request_id, prompt_ids=…, sampling_params=…) -> TokenOutput``.
+
+Concurrent requests (every agent loop of a batch awaits its own turn) are queued and answered by
+padded ``generate`` calls of :class:`~exgrpo_verl.local.hf_generation.HFGenerator`, one batch at a
+time. The Ray actor behind ``rollout.name=hf`` is this class plus verl's lifecycle calls; ``preview``
+and the tests use it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from verl.workers.rollout.replica import TokenOutput
+
+from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator, parse_sampling_params
+
+# Requests that arrive within this window join the same generate call.
+BATCH_WINDOW_S = 0.02
+
+
+@dataclass
+class _Pending:
+    request: GenerationRequest
+    future: asyncio.Future
+
+
+def _token_ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
+
+
+def torch_dtype(name: Any) -> torch.dtype:
+    dtype = name if isinstance(name, torch.dtype) else getattr(torch, str(name).replace("torch.", ""), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"{name!r} is not a torch dtype")
+    return dtype
+
+
+class HFGenerateServer:
+    """Batched token-in/token-out generation with one model; weights can be replaced between batches."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        response_length: int,
+        max_model_len: int | None = None,
+        max_batch: int = 1024,
+    ) -> None:
+        eos = [tokenizer.eos_token_id, *_token_ids(getattr(model.generation_config, "eos_token_id", None))]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.tokenizer = tokenizer
+        self.generator = HFGenerator(model, [t for t in eos if t is not None], pad)
+        self.response_length = int(response_length)
+        self.max_model_len = int(max_model_len or getattr(model.config, "max_position_embeddings", 0) or 32768)
+        self.max_batch = max(1, int(max_batch))
+        self.global_steps = 0
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._batcher: asyncio.Task | None = None
+        self._model_lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, dtype: Any = "float32", device: str = "cpu", trust_remote_code: bool = False, **kwargs: Any
+    ) -> HFGenerateServer:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
+        ).to(device)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def model(self) -> Any:
+        return self.generator.model
+
+    def _start(self) -> None:
+        if self._queue is None:  # created inside the event loop that serves the requests
+            self._queue = asyncio.Queue()
+            self._model_lock = asyncio.Lock()
+            self._batcher = asyncio.get_running_loop().create_task(self._serve())
+
+    async def generate(
+        self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any], **kwargs: Any
+    ) -> TokenOutput:
+        unsupported = {key for key, value in kwargs.items() if value is not None}
+        if unsupported:
+            raise ValueError(f"the hf rollout serves text only; got {sorted(unsupported)}")
+        self._start()
+        request = parse_sampling_params(
+            prompt_ids, sampling_params, response_length=self.response_length, max_model_len=self.max_model_len
+        )
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(request, future))
+        result = await future
+        return TokenOutput(
+            token_ids=result.token_ids,
+            log_probs=result.log_probs,
+            stop_reason="completed",
+            extra_fields={"global_steps": self.global_steps, "finish_reason": result.finish_reason},
+        )
+
+    async def _serve(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            await asyncio.sleep(BATCH_WINDOW_S)  # let the other agent loops' turns arrive
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                async with self._model_lock:
+                    results = await asyncio.to_thread(self.generator.generate, [p.request for p in batch])
+            except Exception as exc:  # fail these requests, keep serving
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+            else:
+                for pending, result in zip(batch, results, strict=True):
+                    if not pending.future.done():
+                        pending.future.set_result(result)
+
+    async def load_weights(self, tensors: dict[str, torch.Tensor]) -> int:
+        """Copy a bucket of full, Hugging Face-named tensors into the model; returns how many."""
+        self._start()
+        async with self._model_lock:
+            incompatible = self.model.load_state_dict(tensors, strict=False)
+            if incompatible.unexpected_keys:
+                raise KeyError(f"weights the rollout model does not have: {incompatible.unexpected_keys[:5]}")
+        return len(tensors)
+
+    def set_global_steps(self, global_steps: int) -> None:
+        """The policy version (trainer step) later outputs report, as verl's servers do."""
+        self.global_steps = int(global_steps)
