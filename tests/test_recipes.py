@@ -38,7 +38,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic:UserWarning")
 
 RECIPES = REPO_ROOT / "recipes"
 SCRIPTS = ("run_sft_warmup.sh", "run_exgrpo_fsdp.sh", "run_exgrpo_megatron.sh", "latest_hf.sh", "common.sh")
-STUDENTS = ("qwen2_5_7b_instruct", "gemma_7b_it", "llama3_1_8b_instruct", "smoke")
+GPU_STUDENTS = ("qwen2_5_7b_instruct", "gemma_7b_it", "llama3_1_8b_instruct", "smoke")
 RESOLVE = ("--cfg", "job", "--resolve")
 MANAGER = "exgrpo_verl.rollout.ExGRPOAgentLoopManager"
 REWARD_PATH = "pkg://exgrpo_verl.reward_fns.exgrpo_reward"
@@ -233,6 +233,19 @@ def composed(workspace) -> dict[str, Run | subprocess.CompletedProcess]:
             CKPT_DIR="ckpt",
         ),
         "fsdp_smoke": script("run_exgrpo_fsdp.sh", DATA_DIR=ei, STUDENT="smoke"),
+        "cpu": recipe(
+            RL_ENTRY,
+            "exgrpo_cpu",
+            *RESOLVE,
+            f"actor_rollout_ref.model.path={model}",
+            f"data.train_files={ei}/rl_train.parquet",
+            f"data.val_files={ei}/val.parquet",
+            "trainer.total_training_steps=5",
+            "trainer.default_local_dir=ckpt",
+        ),
+        "cpu_run": script("run_exgrpo_fsdp.sh", DATA_DIR=ei, STUDENT="cpu", MODEL_PATH=model, CKPT_DIR="ckpt"),
+        "sft_cpu": recipe(SFT_ENTRY, "sft_cpu", *RESOLVE, f"model.path={model}", f"data.train_files={ei}/sft.parquet"),
+        "sft_cpu_run": script("run_sft_warmup.sh", DATA_DIR=ei, STUDENT="cpu", MODEL_PATH=model),
         "megatron": recipe(RL_ENTRY, "exgrpo_megatron", "--cfg", "job"),
         "megatron_run": script(
             "run_exgrpo_megatron.sh",
@@ -424,6 +437,60 @@ def test_smoke_preset_is_one_gpu(composed):
         settings.num_probes * settings.probe_max_tokens + settings.final_max_tokens < arr["rollout"]["response_length"]
     )
     check_with_verl(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# without a GPU: the cpu student (hf rollout, CPU platform)
+
+
+def test_cpu_recipe_is_the_method_on_the_cpu(composed, workspace):
+    config = composed_config(composed["cpu"])
+    trainer, arr = config["trainer"], config["actor_rollout_ref"]
+    assert trainer["device"] == "cpu" and (trainer["nnodes"], trainer["n_gpus_per_node"]) == (1, 1)
+    assert trainer["total_training_steps"] == 5 and trainer["default_local_dir"] == "ckpt"
+    assert get(config, "ray_kwargs.ray_init.num_gpus") == 1  # logical GPUs for verl's resource pools
+    assert arr["model"]["path"] == str(workspace / "model")
+    assert arr["model"]["override_config"]["attn_implementation"] == "sdpa"
+    assert arr["rollout"]["name"] == "hf" and arr["rollout"]["tensor_model_parallel_size"] == 1
+    assert arr["rollout"]["calculate_log_probs"] is True and arr["rollout"]["dtype"] == "float32"
+    for role in ("actor", "ref"):
+        fsdp = arr[role]["fsdp_config"]
+        assert fsdp["strategy"] == "fsdp2" and fsdp["param_offload"] is False
+        assert fsdp["mixed_precision"]["param_dtype"] == "fp32"
+    # the same method as the GPU recipes: GRPO + KL, probe dialogues, r_dsu and L_SFT-aux on
+    assert get(config, "algorithm.adv_estimator") == "grpo" and arr["actor"]["use_kl_loss"] is True
+    assert trainer["v1"]["trainer_mode"] == "exgrpo_sync"
+    settings = ExGRPOSettings.from_trainer_config(OmegaConf.create(config))
+    assert (settings.num_probes, settings.dsu_delta, settings.aux_sft_coef) == (3, 0.2, 0.1)
+    assert (
+        settings.num_probes * settings.probe_max_tokens + settings.final_max_tokens < arr["rollout"]["response_length"]
+    )
+    check_with_verl(config)
+
+
+def test_cpu_student_in_the_run_script_is_the_cpu_recipe(composed, workspace):
+    recipe_config = composed_config(composed["cpu"])
+    script_config = composed_config(composed["cpu_run"])
+    for key in ("actor_rollout_ref", "trainer.device", "ray_kwargs", "exgrpo", "data.train_batch_size"):
+        if key == "actor_rollout_ref":  # same except the paths each was given
+            assert get(script_config, "actor_rollout_ref.rollout") == get(recipe_config, "actor_rollout_ref.rollout")
+        else:
+            assert get(script_config, key) == get(recipe_config, key), key
+    command = printed_command("run_exgrpo_fsdp.sh", cwd=workspace, DATA_DIR=workspace / "ei", STUDENT="cpu")
+    assert command[:2] == ["env", "VERL_PLATFORM=cpu"]  # CPU even where a GPU is visible
+    assert not any(arg.startswith("actor_rollout_ref.model.path") for arg in command)  # no SFT yet: the student's
+
+
+def test_sft_cpu_recipe_and_script(composed, workspace):
+    config = composed_config(composed["sft_cpu"])
+    assert get(config, "trainer.device") == "cpu" and get(config, "engine.strategy") == "fsdp2"
+    assert get(config, "model.override_config.attn_implementation") == "sdpa"
+    assert "hf_model" in get(config, "checkpoint.save_contents")
+    script_config = composed_config(composed["sft_cpu_run"])
+    assert get(script_config, "engine") == get(config, "engine")
+    launcher = printed_command("run_sft_warmup.sh", cwd=workspace, DATA_DIR=workspace / "ei", STUDENT="cpu")
+    assert launcher[:2] == ["env", "VERL_PLATFORM=cpu"]
+    assert "--nproc_per_node=1" in launcher and "sft_student=cpu" in launcher
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,6 +705,16 @@ def flat_keys(node, prefix: str = "") -> list[str]:
     return [prefix[:-1]]
 
 
+def _is_ray_init_argument(key: str) -> bool:
+    """verl passes ``ray_kwargs.ray_init`` to ``ray.init`` as keyword arguments: its keys are ray.init's."""
+    import inspect
+
+    import ray
+
+    prefix = "ray_kwargs.ray_init."
+    return key.startswith(prefix) and key[len(prefix) :].split(".")[0] in inspect.signature(ray.init).parameters
+
+
 def unknown_keys(recipe: Path, base) -> list[str]:
     """Keys a recipe file sets that verl's config ``base`` does not have, except ``exgrpo.*`` (checked
     by ExGRPOSettings) and fields of the dataclass a section converts to (verl leaves some out of
@@ -649,18 +726,32 @@ def unknown_keys(recipe: Path, base) -> list[str]:
     base_keys = set(flat_keys(OmegaConf.to_container(base, resolve=False)))
     settings_keys = {f"exgrpo.{f.name}" for f in fields(ExGRPOSettings)}
     unknown = []
-    for key in flat_keys(data):
-        if key in base_keys or key in settings_keys:
+    for key in flat_keys(data) if data else []:  # a recipe may be only a defaults list
+        if key in base_keys or key in settings_keys or _is_ray_init_argument(key):
             continue
         parent, _, name = key.rpartition(".")
-        target = OmegaConf.select(base, f"{parent}._target_", default=None) if parent else None
-        if target:
-            import hydra.utils
-
-            if name in {f.name for f in fields(hydra.utils.get_class(target))}:
-                continue
+        if name in _dataclass_fields(base, parent) or _under_a_mapping_field(base, key):
+            continue
         unknown.append(key)
     return unknown
+
+
+def _dataclass_fields(base, section: str) -> dict:
+    """The fields of the dataclass ``section`` converts to (by its ``_target_``), by name."""
+    import hydra.utils
+
+    target = OmegaConf.select(base, f"{section}._target_", default=None) if section else None
+    return {f.name: f for f in fields(hydra.utils.get_class(target))} if target else {}
+
+
+def _under_a_mapping_field(base, key: str) -> bool:
+    """Whether ``key`` lies inside a free-form dict field (e.g. model.override_config, mixed_precision)."""
+    parts = key.split(".")
+    for end in range(1, len(parts) - 1):
+        field = _dataclass_fields(base, ".".join(parts[:end])).get(parts[end])
+        if field is not None and "dict" in str(field.type).lower():
+            return True
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -674,10 +765,13 @@ def verl_bases():
 
 
 def test_every_key_a_recipe_sets_exists_in_verl(verl_bases):
-    checks = [("exgrpo_fsdp.yaml", ["dp"]), ("exgrpo_megatron.yaml", ["megatron"])]
+    checks = [("exgrpo_fsdp.yaml", ["dp"]), ("exgrpo_megatron.yaml", ["megatron"]), ("exgrpo_cpu.yaml", ["dp"])]
     checks += [("exgrpo_common.yaml", ["dp", "megatron"]), ("sft_warmup.yaml", ["sft_fsdp", "sft_megatron"])]
-    checks += [(f"student/{s}.yaml", ["dp", "megatron"]) for s in STUDENTS]
-    checks += [(f"sft_student/{s}.yaml", ["sft_fsdp", "sft_megatron"]) for s in STUDENTS]
+    checks += [("sft_common.yaml", ["sft_fsdp", "sft_megatron"]), ("sft_cpu.yaml", ["sft_fsdp"])]
+    checks += [(f"student/{s}.yaml", ["dp", "megatron"]) for s in GPU_STUDENTS]
+    checks += [(f"sft_student/{s}.yaml", ["sft_fsdp", "sft_megatron"]) for s in GPU_STUDENTS]
+    # the CPU student trains with FSDP only (the run scripts refuse Megatron with it)
+    checks += [("student/cpu.yaml", ["dp"]), ("sft_student/cpu.yaml", ["sft_fsdp"])]
     assert {p.relative_to(RECIPES).as_posix() for p in RECIPES.rglob("*.yaml")} == {c[0] for c in checks} | {
         "agent_loops.yaml"
     }
@@ -690,14 +784,21 @@ def test_key_check_catches_a_typo(verl_bases, tmp_path):
     recipe = tmp_path / "typo.yaml"
     recipe.write_text(
         "actor_rollout_ref:\n  actor:\n    use_kl_los: true\n  rollout:\n    agent:\n      agent_loop_manager_clas: x\n"
-        "trainer:\n  nnode: 2\nexgrpo:\n  num_probe: 3\n"
+        "trainer:\n  nnode: 2\nexgrpo:\n  num_probe: 3\nray_kwargs:\n  ray_init:\n    num_gpu: 1\n    num_cpus: 4\n"
     )
     assert unknown_keys(recipe, verl_bases["dp"]) == [
         "actor_rollout_ref.actor.use_kl_los",
         "actor_rollout_ref.rollout.agent.agent_loop_manager_clas",
         "trainer.nnode",
         "exgrpo.num_probe",
+        "ray_kwargs.ray_init.num_gpu",
     ]
+    # inside a free-form mapping field anything goes; a misspelt mapping field is still caught
+    recipe.write_text(
+        "actor_rollout_ref:\n  model:\n    override_config:\n      attn_implementation: sdpa\n"
+        "  actor:\n    fsdp_config:\n      mixed_precison:\n        param_dtype: fp32\n"
+    )
+    assert unknown_keys(recipe, verl_bases["dp"]) == ["actor_rollout_ref.actor.fsdp_config.mixed_precison.param_dtype"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -771,6 +872,8 @@ def test_dry_run_prints_stock_verl_commands(workspace):
         ("run_sft_warmup.sh", {"DATA_DIR": "ei", "NNODES": "2"}, "NNODES=2 needs NODE_RANK and MASTER_ADDR"),
         ("run_sft_warmup.sh", {"DATA_DIR": "ei", "PP": "2"}, "PP is set, but ENGINE=fsdp"),
         ("run_sft_warmup.sh", {"DATA_DIR": "ei", "ENGINE": "deepspeed"}, "ENGINE must be fsdp or megatron"),
+        ("run_sft_warmup.sh", {"DATA_DIR": "ei", "STUDENT": "cpu", "ENGINE": "megatron"}, "STUDENT=cpu trains with"),
+        ("run_exgrpo_megatron.sh", {"DATA_DIR": "ei", "STUDENT": "cpu"}, "use run_exgrpo_fsdp.sh"),
     ],
 )
 def test_scripts_refuse_bad_settings(workspace, script, env, message):
