@@ -158,6 +158,33 @@ def _probe_sampler() -> None:
         raise RuntimeError(f"{SAMPLER_PATH}:{SAMPLER_NAME} is not callable")
 
 
+def _probe_hf_rollout() -> None:
+    from verl.workers.rollout.base import get_rollout_class
+    from verl.workers.rollout.replica import get_rollout_replica_class
+
+    from exgrpo_verl.local import BACKEND_NAME
+    from exgrpo_verl.local.hf_rollout import HFRolloutReplica, HFServerAdapter
+
+    if get_rollout_replica_class(BACKEND_NAME) is not HFRolloutReplica:
+        raise RuntimeError(f"verl's replica registry does not give HFRolloutReplica for {BACKEND_NAME!r}")
+    if get_rollout_class(BACKEND_NAME, "async") is not HFServerAdapter:
+        raise RuntimeError(f"verl's rollout registry does not give HFServerAdapter for {BACKEND_NAME!r}")
+
+
+def _probe_cpu_platform() -> None:
+    from verl.plugin.platform import PlatformRegistry
+
+    from exgrpo_verl.local import PLATFORM_NAME
+    from exgrpo_verl.local.cpu_platform import PlatformCPU
+    from exgrpo_verl.local.verl_shims import check
+
+    if PlatformRegistry.get(PLATFORM_NAME) is not PlatformCPU:
+        raise RuntimeError(f"platform {PLATFORM_NAME!r} is not registered with verl")
+    problems = check()
+    if problems:
+        raise RuntimeError("; ".join(problems))
+
+
 REGISTRATIONS: tuple[Registration, ...] = (
     Registration(
         "agent loop",
@@ -194,6 +221,18 @@ REGISTRATIONS: tuple[Registration, ...] = (
         SAMPLER_NAME,
         f"trainer.v1.sampler.custom_sampler.path={SAMPLER_PATH} trainer.v1.sampler.custom_sampler.name={SAMPLER_NAME}",
         _probe_sampler,
+    ),
+    Registration(
+        "rollout backend",
+        "hf",
+        "actor_rollout_ref.rollout.name=hf (transformers generate; no vLLM/SGLang needed)",
+        _probe_hf_rollout,
+    ),
+    Registration(
+        "device platform",
+        "cpu",
+        "chosen when no accelerator is present, or VERL_PLATFORM=cpu (with verl's private names it relies on)",
+        _probe_cpu_platform,
     ),
     Registration(
         "reward function",

@@ -22,8 +22,12 @@ def _load_hf_replica():
 
 def _register_cpu_engines() -> None:
     """verl registers its FSDP engines for cuda and npu; the same classes train on the CPU."""
-    from verl.workers.engine import EngineRegistry, FSDPEngineWithLMHead
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithValueHead
+    import warnings
+
+    with warnings.catch_warnings():  # verl's notes on optional engines (megatron, veomni, ...) it lacks here
+        warnings.filterwarnings("ignore", message=".*engine is not available.*", category=UserWarning)
+        from verl.workers.engine import EngineRegistry, FSDPEngineWithLMHead
+        from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithValueHead
 
     for model_type, engine in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
         try:
