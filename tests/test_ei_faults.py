@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -105,14 +106,14 @@ def _teacher_and_student(data: Path, out: Path, stub_url: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def clean_build(resume_data, tmp_path_factory) -> tuple[dict, list[str]]:
-    """Outputs of an uninterrupted build against a clean stub, and the requests it answered."""
+def clean_build(resume_data, tmp_path_factory) -> tuple[dict, list[str], Path]:
+    """Outputs of an uninterrupted build against a clean stub, the requests it answered, its folder."""
     out = tmp_path_factory.mktemp("clean") / "out"
     with StubServer(script) as stub:
         run = subprocess.run(_teacher_and_student(resume_data, out, stub.base_url), env=ENV, capture_output=True)
         assert run.returncode == 0, run.stderr
         answered = list(stub.answered)
-    return _outputs(out), answered
+    return _outputs(out), answered, out
 
 
 def _blank_rows(cache: Path) -> int:
@@ -122,7 +123,7 @@ def _blank_rows(cache: Path) -> int:
 
 @pytest.mark.parametrize("fault", ["empty", "blank", "null"])
 def test_an_empty_first_reply_to_every_request_changes_nothing(fault, resume_data, clean_build, tmp_path):
-    reference, reference_answered = clean_build
+    reference, reference_answered, _ = clean_build
     out = tmp_path / "out"
     with StubServer(script, faults=fail_first(fault)) as stub:
         command = _teacher_and_student(resume_data, out, stub.base_url)[3:]
@@ -159,7 +160,7 @@ def _wait_until_held_and_committed(stub: StubServer, process: subprocess.Popen, 
 
 
 def test_an_endpoint_that_dies_mid_build_stops_it_and_a_rerun_resumes(resume_data, clean_build, tmp_path):
-    reference, reference_answered = clean_build
+    reference, reference_answered, _ = clean_build
     out = tmp_path / "out"
     port = dead_endpoints.free_port()
     first = StubServer(script, port=port).start()
@@ -172,11 +173,22 @@ def test_an_endpoint_that_dies_mid_build_stops_it_and_a_rerun_resumes(resume_dat
         first.stop()  # the server dies: held requests are cut, new connections refused
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
-    assert f"endpoint {first.base_url} (model " in stderr and "cannot be reached after 3 attempt(s)" in stderr
+    assert (
+        f"endpoint {first.base_url} (model " in stderr
+        and "is down: 3 attempt(s) at one request failed, the last with ClientConnectorError" in stderr
+    )
     assert "Cannot connect to host" in stderr and "rerun the same command" in stderr
     assert not (out / "rl_train.parquet").exists() and not (out / "stats.json").exists()
     answered_before = list(first.answered)
     assert _cached(out / "requests.sqlite") == len(answered_before) >= 120
+
+    # Still down: the rerun goes through the cached answers and stops at the first missing one.
+    start = time.monotonic()
+    still_down = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=60)
+    assert still_down.returncode == 1 and time.monotonic() - start < 10
+    assert f"warning: teacher endpoint {first.base_url} (model 'teacher-7b') is not answering" in still_down.stderr
+    assert "The cache holds no answer to this request." in still_down.stderr
+    assert not (out / "rl_train.parquet").exists() and _cached(out / "requests.sqlite") == len(answered_before)
 
     with StubServer(script, port=port) as back:
         rerun = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
@@ -188,7 +200,7 @@ def test_an_endpoint_that_dies_mid_build_stops_it_and_a_rerun_resumes(resume_dat
 
 
 def test_an_endpoint_back_within_the_retries_loses_nothing(resume_data, clean_build, tmp_path):
-    reference, reference_answered = clean_build
+    reference, reference_answered, _ = clean_build
     out = tmp_path / "out"
     port = dead_endpoints.free_port()
     first = StubServer(script, port=port).start()
@@ -237,3 +249,17 @@ def test_teacher_rationale_fallbacks_are_counted(tmp_path):
     assert questions["with_teacher_rationale"] == 1  # apples
     assert questions["teacher_rationale_fallbacks"] == {"incorrect": 2, "request_failed": 1}
     assert result.stats["requests"]["teacher"]["failed_by_kind"] == {"http_400": 1}
+
+
+def test_a_finished_build_reruns_from_the_cache_with_the_endpoint_off(resume_data, clean_build, tmp_path):
+    """Changing a setting that needs no new request must not need the server."""
+    reference, _, clean_out = clean_build
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(clean_out / "requests.sqlite", out / "requests.sqlite")
+    with dead_endpoints.refusing() as url:
+        run = subprocess.run(_teacher_and_student(resume_data, out, url), env=ENV, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"warning: teacher endpoint {url} (model 'teacher-7b') is not answering" in run.stderr
+    assert f"warning: student endpoint {url} (model 'student') is not answering" in run.stderr
+    assert _outputs(out) == reference

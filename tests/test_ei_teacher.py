@@ -184,7 +184,7 @@ def test_an_endpoint_down_on_the_last_attempt_stops_the_run(tmp_path):
     with pytest.raises(EndpointUnreachable) as raised:
         _ask(config, cache, ["a", "b"])
     message = str(raised.value)
-    assert f"teacher endpoint {stub.base_url} (model 'teacher') cannot be reached after 3 attempt(s)" in message
+    assert f"teacher endpoint {stub.base_url} (model 'teacher') is down: 3 attempt(s) at one request failed" in message
     assert "Cannot connect to host" in message and str(cache.path) in message
 
 
@@ -211,3 +211,11 @@ def test_the_start_up_check(tmp_path):
     finally:
         gateway.shutdown()
         gateway.server_close()
+
+
+def test_a_connection_dropped_on_every_attempt_also_stops_the_run(tmp_path):
+    """A tunnel or proxy whose backend is gone accepts the connection and closes it unanswered."""
+    with StubServer(faults=lambda key, attempt: "drop") as stub:
+        with pytest.raises(EndpointUnreachable, match="the last with ServerDisconnectedError"):
+            _ask(_config(stub, max_attempts=2), CompletionCache(tmp_path / "c.sqlite"), ["a"])
+        assert stub.attempts.most_common(1)[0][1] == 2

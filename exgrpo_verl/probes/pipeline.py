@@ -22,7 +22,7 @@ from typing import Any
 from exgrpo_verl.datasets import LoadResult, Record, load_records
 from exgrpo_verl.probes import filters, messages, writers
 from exgrpo_verl.probes.cache import CompletionCache
-from exgrpo_verl.probes.endpoint_check import check_all
+from exgrpo_verl.probes.endpoint_check import check_at_start
 from exgrpo_verl.probes.filters import RejectionBand
 from exgrpo_verl.probes.rules import RULE_NAMES, TemplateResult, check_rule_names, template_probes
 from exgrpo_verl.probes.teacher import ChatClient, EndpointConfig, RequestCounts
@@ -279,13 +279,16 @@ def load(config: BuildConfig) -> LoadResult:
 async def _run_all(
     config: BuildConfig, selected: list[tuple[int, Record]], counts: dict[str, RequestCounts]
 ) -> list[QuestionOutcome]:
-    # Fail fast on a dead endpoint, before the cache file or any output exists.
-    await check_all([endpoint for endpoint in (config.teacher, config.student) if endpoint is not None])
+    endpoints = {name: endpoint for name in ("teacher", "student") if (endpoint := getattr(config, name))}
+    down = await check_at_start(endpoints, config.cache_file())  # a dead endpoint stops here, writing nothing
     progress = _Progress(len(selected), counts, enabled=config.progress)
     cache = CompletionCache(config.cache_file()) if config.teacher else None
     try:
-        teacher = ChatClient(config.teacher, cache, counts["teacher"], progress.refresh) if config.teacher else None
-        student = ChatClient(config.student, cache, counts["student"], progress.refresh) if config.student else None
+        teacher = student = None
+        if config.teacher:
+            teacher = ChatClient(config.teacher, cache, counts["teacher"], progress.refresh, down.get("teacher"))
+        if config.student:
+            student = ChatClient(config.student, cache, counts["student"], progress.refresh, down.get("student"))
         async with _maybe(teacher), _maybe(student):
             builder = _Builder(config, teacher, student)
             in_flight = asyncio.Semaphore(max(8, 4 * (config.teacher.concurrency if config.teacher else 1)))

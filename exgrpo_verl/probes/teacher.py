@@ -11,9 +11,9 @@ Gemini's OpenAI-compatible API), built to run for hours against a paid or self-h
   request that still fails is counted as failed under the kind of its last error and answered
   with None, so one bad request never stops a run. 401/403/404 mean the endpoint, key or model
   name is wrong: :class:`EndpointError` stops the run at once. An endpoint that cannot be
-  connected to (refused, unresolvable, no connection within ``connect_timeout_s``) on a request's
-  last attempt is down, not a bad request: :class:`EndpointUnreachable` stops the run, and a rerun
-  resumes from the cache.
+  connected to (refused, unresolvable, no connection within ``connect_timeout_s``), or that drops
+  the connection, on a request's last attempt is down, not a bad request:
+  :class:`EndpointUnreachable` stops the run, and a rerun resumes from the cache.
 * Every answer is committed to the :class:`CompletionCache` before it is returned, so a rerun, or
   a run resumed after ``kill -9``, asks nothing that was already answered. Empty replies are never
   stored.
@@ -38,6 +38,10 @@ from exgrpo_verl.probes.messages import Messages
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403, 404})
+ENDPOINT_DOWN = frozenset({"unreachable", "connection_error"})
+"""Error kinds that, on a request's last attempt, mean the endpoint is down, not the request bad:
+no connection (refused, unresolvable, no route, TLS) or one closed before the answer (a server
+killed mid-request, or a tunnel or proxy whose backend is gone)."""
 
 
 class EndpointError(RuntimeError):
@@ -178,8 +182,12 @@ class ChatClient:
         cache: CompletionCache,
         counts: RequestCounts | None = None,
         on_change: Callable[[], None] | None = None,
+        down: EndpointUnreachable | None = None,
     ):
+        """``down``: the start-up check found the endpoint dead; answer from the cache only and stop
+        at the first request it does not hold."""
         self.config = config
+        self.down = down
         self.cache = cache
         self.counts = counts or RequestCounts()
         self._on_change = on_change or (lambda: None)
@@ -234,6 +242,8 @@ class ChatClient:
             del self._in_flight[key]
 
     async def _ask(self, key: str, messages: Messages, params: dict[str, Any]) -> str | None:
+        if self.down is not None:
+            raise EndpointUnreachable(f"{self.down} The cache holds no answer to this request. {self._resume_hint()}")
         body = {"model": self.config.model, "messages": messages, **params}
         for attempt in range(1, self.config.max_attempts + 1):
             # The slot is held for the attempt only: a request sleeping before its retry leaves it to others.
@@ -258,15 +268,20 @@ class ChatClient:
             self.counts.retries += 1
             self._on_change()
             await asyncio.sleep(self._backoff(attempt, failure.retry_after_s))
-        if failure.kind == "unreachable":
+        if failure.kind in ENDPOINT_DOWN:
             raise EndpointUnreachable(
-                f"{self.config.describe()} cannot be reached after {self.config.max_attempts} attempt(s): "
-                f"{failure.detail}. The {len(self.cache)} answer(s) so far are kept in {self.cache.path}; "
-                "rerun the same command when the endpoint is up to resume from there."
+                f"{self.config.describe()} is down: {self.config.max_attempts} attempt(s) at one request failed, "
+                f"the last with {failure.detail}. {self._resume_hint()}"
             )
         self.counts.note_failure(failure.kind)
         self._on_change()
         return None
+
+    def _resume_hint(self) -> str:
+        return (
+            f"The {len(self.cache)} answer(s) so far are kept in {self.cache.path}; rerun the same command when "
+            "the endpoint is up to resume from there."
+        )
 
     async def _store(self, key: str, body: dict[str, Any], text: str) -> None:
         """Commit an answer in a worker thread; shielded, so stopping the run mid-write loses nothing
