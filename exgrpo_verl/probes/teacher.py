@@ -76,7 +76,7 @@ class EndpointConfig:
     max_tokens: int = 1024
     connect_timeout_s: float = 5.0
     """Longest wait for a connection, and for the start-up check (:mod:`endpoint_check`) to be answered."""
-    role: str = "endpoint"
+    role: str = ""
     """"teacher" or "student": only names the endpoint in error messages."""
 
     def __post_init__(self) -> None:
@@ -89,7 +89,7 @@ class EndpointConfig:
 
     def describe(self) -> str:
         """How error messages name this endpoint."""
-        return f"{self.role} endpoint {self.base_url} (model {self.model!r})"
+        return f"{self.role} endpoint {self.base_url} (model {self.model!r})".lstrip()
 
     @property
     def url(self) -> str:
