@@ -82,7 +82,8 @@ def test_bad_row_fails_with_its_location_or_is_skipped(tmp_path, capsys):
     assert f"{path} line 2, field 'answer'" in error and "--skip-bad-rows" in error
     assert exgrpo_main([*args, "--skip-bad-rows"]) == 0
     captured = capsys.readouterr()
-    assert "skipped 1 malformed row(s)" in captured.err
+    assert "skipped 1 malformed row(s)" in captured.err and f"{path} line 2, field 'answer'" in captured.err
+    assert "--skip-bad-rows" not in captured.err  # already given
     assert json.loads((tmp_path / "out/stats.json").read_text())["questions"]["bad_rows_skipped"] == 1
 
 

@@ -211,3 +211,52 @@ def test_hub_path_reads_through_datasets(tmp_path, monkeypatch):
     result = load_records("esnli", "test", hub_name=str(folder))
     assert [r.answer for r in result.records] == ["entailment", "contradiction"]
     assert [r.id for r in result.records] == ["esnli-test-0", "esnli-test-1"]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "row", "field"),
+    [
+        ("gsm8k", {"question": 5, "answer": "x\n#### 3"}, "question"),
+        ("gsm8k", {"question": ["q?"], "answer": "x\n#### 3"}, "question"),
+        ("boolq", {"question": 1.5, "answer": True, "passage": "p"}, "question"),
+        ("math", {"problem": 12, "solution": "\\boxed{12}"}, "problem"),
+        ("gsm8k_reversal", {"question": True, "answer": 7}, "question"),
+    ],
+)
+def test_a_question_field_must_be_a_string(tmp_path, dataset, row, field):
+    path = write_jsonl(tmp_path / "bad.jsonl", [row])
+    with pytest.raises(DatasetRowError, match=rf"line 1, field '{field}': must be a string, got "):
+        load_records(dataset, "test", local_paths=[path])
+
+
+def test_numeric_answers_are_still_accepted(tmp_path):
+    """Answers and labels may be numbers (a ready-made GSM8K-Reversal row, a TabMWP answer)."""
+    path = write_jsonl(tmp_path / "reversal.jsonl", [{"question": "x + 3 = 10. What is x?", "answer": 7}])
+    assert load_records("gsm8k_reversal", "test", local_paths=[path]).records[0].answer == "7"
+    table = {"1": {"question": "How many?", "answer": 7, "table": "a | 7", "choices": None}}
+    (tmp_path / "problems_test.json").write_text(json.dumps(table), encoding="utf-8")
+    assert load_records("tabmwp", "test", local_paths=[tmp_path / "problems_test.json"]).records[0].answer == "7"
+
+
+@pytest.mark.parametrize(
+    ("line", "column"),
+    [
+        ('{"question": "q?", "answer": "x\\n#### 3"', 41),  # no closing brace: just past the line's 40 characters
+        ("{'question': 'q?'}", 2),
+        ('{"question": "q?",, "answer": "x"}', 19),
+    ],
+)
+def test_invalid_json_reports_the_column_in_its_own_line(tmp_path, line, column):
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps(GSM8K_MAIN[0]) + "\n" + line + "\n" + json.dumps(GSM8K_MAIN[1]) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetRowError) as raised:
+        load_records("gsm8k", "test", local_paths=[path])
+    assert f"{path} line 2: not valid JSON (" in str(raised.value) and f"at column {column})" in str(raised.value)
+
+
+def test_the_skip_hint_is_given_only_when_rows_are_not_skipped(tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", [GSM8K_MAIN[0], {"question": "q?", "answer": "no marks"}])
+    with pytest.raises(DatasetRowError, match="pass --skip-bad-rows"):
+        load_records("gsm8k", "test", local_paths=[path])
+    skipped = load_records("gsm8k", "test", local_paths=[path], skip_bad_rows=True).bad_rows
+    assert len(skipped) == 1 and "line 2, field 'answer'" in str(skipped[0]) and "skip-bad-rows" not in str(skipped[0])

@@ -1,4 +1,5 @@
-"""The teacher client against a real local HTTP server: retries, backoff, cache, concurrency."""
+"""The teacher client against a real local HTTP server: retries, backoff, cache, concurrency, empty
+replies, a dead endpoint and the start-up check."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from exgrpo_verl.probes.cache import CompletionCache, request_key
-from exgrpo_verl.probes.teacher import ChatClient, EndpointConfig, EndpointError
+from exgrpo_verl.probes.endpoint_check import check_reachable
+from exgrpo_verl.probes.teacher import ChatClient, EndpointConfig, EndpointError, EndpointUnreachable
 from exgrpo_verl.testing.openai_stub import StubServer, default_script, fail_first
 
 
@@ -121,3 +125,97 @@ def test_endpoint_config_validation():
     with pytest.raises(ValueError, match="http"):
         EndpointConfig("localhost:8000/v1", "m")
     assert EndpointConfig("http://h:1/v1/", "m").url == "http://h:1/v1/chat/completions"
+
+
+def test_a_request_waiting_to_retry_holds_no_slot(tmp_path):
+    """One slot: "a" has its connection dropped and waits to retry; "b" is answered in the meantime."""
+    keys = {}
+
+    def faults(key: str, attempt: int):
+        return "drop" if key == keys["a"] and attempt == 1 else None
+
+    with StubServer(faults=faults) as stub:
+        config = _config(stub, concurrency=1, backoff_initial_s=0.4, backoff_max_s=0.4)
+        keys["a"] = request_key("teacher", _messages("a"), config.sampling_params())
+        keys["b"] = request_key("teacher", _messages("b"), config.sampling_params())
+        answers, client = _ask(config, CompletionCache(tmp_path / "c.sqlite"), ["a", "b"])
+    assert None not in answers and client.counts.errors == {"connection_error": 1}
+    assert stub.received == [keys["a"], keys["b"], keys["a"]]
+
+
+@pytest.mark.parametrize(
+    ("faults", "kind"),
+    [
+        (("empty",), "empty_content"),
+        (("blank", "null"), "empty_content"),
+        (("no_choices", "bad_json"), "malformed_response"),
+    ],
+)
+def test_empty_and_malformed_replies_are_retried_and_never_cached(tmp_path, faults, kind):
+    cache = CompletionCache(tmp_path / "c.sqlite")
+    with StubServer(faults=fail_first(*faults)) as stub:
+        answers, client = _ask(_config(stub), cache, ["a"])
+    assert answers[0] and answers[0].strip() and client.counts.errors == {kind: len(faults)}
+    assert client.counts.asked == 1 and len(cache) == 1
+    # Persisting past the last attempt: a failed request under its own kind, nothing cached.
+    cache = CompletionCache(tmp_path / "d.sqlite")
+    with StubServer(faults=fail_first(*faults)) as stub:
+        answers, client = _ask(_config(stub, max_attempts=len(faults)), cache, ["a"])
+    assert answers == [None] and client.counts.failed_by_kind == {kind: 1} and len(cache) == 0
+
+
+def test_the_cache_never_holds_an_empty_reply(tmp_path):
+    cache = CompletionCache(tmp_path / "c.sqlite")
+    with pytest.raises(ValueError, match="empty reply"):
+        cache.put("k", "m", {}, " \n")
+    # A blank row left by an older version reads as missing and is replaced by the next answer.
+    cache._db.execute("INSERT INTO completions VALUES ('k', 'm', '{}', '', 0)")
+    assert cache.get("k") is None
+    cache.put("k", "m", {}, "answer")
+    cache.put("k", "m", {}, "a later answer")  # a real answer is kept
+    assert cache.get("k") == "answer" and len(cache) == 1
+
+
+def test_an_endpoint_down_on_the_last_attempt_stops_the_run(tmp_path):
+    with StubServer() as stub:
+        config = _config(stub, max_attempts=3, role="teacher")
+    # The server is gone now: every attempt is refused.
+    cache = CompletionCache(tmp_path / "c.sqlite")
+    with pytest.raises(EndpointUnreachable) as raised:
+        _ask(config, cache, ["a", "b"])
+    message = str(raised.value)
+    assert f"teacher endpoint {stub.base_url} (model 'teacher') is down: 3 attempt(s) at one request failed" in message
+    assert "Cannot connect to host" in message and str(cache.path) in message
+
+
+class _GatewayDown(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_start_up_check(tmp_path):
+    with StubServer() as stub:
+        asyncio.run(check_reachable(_config(stub)))  # answers: returns
+        assert stub.received == []  # and asked nothing
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), _GatewayDown)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    try:
+        config = EndpointConfig(f"http://127.0.0.1:{gateway.server_address[1]}/v1", "m", connect_timeout_s=2.0)
+        with pytest.raises(EndpointUnreachable, match="answered HTTP 503"):
+            asyncio.run(check_reachable(config))
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
+
+
+def test_a_connection_dropped_on_every_attempt_also_stops_the_run(tmp_path):
+    """A tunnel or proxy whose backend is gone accepts the connection and closes it unanswered."""
+    with StubServer(faults=lambda key, attempt: "drop") as stub:
+        with pytest.raises(EndpointUnreachable, match="the last with ServerDisconnectedError"):
+            _ask(_config(stub, max_attempts=2), CompletionCache(tmp_path / "c.sqlite"), ["a"])
+        assert stub.attempts.most_common(1)[0][1] == 2

@@ -13,15 +13,18 @@ class FieldError(ValueError):
 
 
 class DatasetRowError(ValueError):
-    """A malformed row: ``location`` names the file (or hub split) and row, ``field`` the field."""
+    """A malformed row: ``location`` names the file (or hub split) and row, ``field`` the field.
+    ``skipped``: the row was skipped (--skip-bad-rows given), so the message does not suggest it."""
 
-    def __init__(self, dataset: str, location: str, field: str | None, problem: str):
+    def __init__(self, dataset: str, location: str, field: str | None, problem: str, skipped: bool = False):
         self.dataset = dataset
         self.location = location
         self.field = field
         self.problem = problem
+        self.skipped = skipped
         where = f"{location}, field {field!r}" if field else location
-        super().__init__(f"{dataset}: {where}: {problem} (pass --skip-bad-rows to skip such rows)")
+        hint = "" if skipped else " (pass --skip-bad-rows to skip such rows)"
+        super().__init__(f"{dataset}: {where}: {problem}{hint}")
 
 
 class DatasetFileError(ValueError):

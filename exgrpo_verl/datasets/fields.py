@@ -9,17 +9,24 @@ from typing import Any
 from exgrpo_verl.datasets.errors import FieldError
 
 
-def text(row: Mapping[str, Any], name: str, *, allow_empty: bool = False) -> str:
-    """A required string field (numbers are accepted and converted)."""
+def text(row: Mapping[str, Any], name: str, *, allow_empty: bool = False, numbers: bool = False) -> str:
+    """A required string field. ``numbers``: a number is accepted and converted (answers, labels);
+    elsewhere a number is a malformed row (``"question": 5`` is not a question)."""
     value = row.get(name)
     if value is None:
         raise FieldError(name, "missing")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise FieldError(name, f"must be a string, got {type(value).__name__}")
+    allowed = (str, int, float) if numbers else (str,)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise FieldError(name, f"must be a string, got {type(value).__name__} {_preview(value)}")
     value = str(value).strip()
     if not value and not allow_empty:
         raise FieldError(name, "is empty")
     return value
+
+
+def _preview(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def optional_text(row: Mapping[str, Any], name: str) -> str | None:

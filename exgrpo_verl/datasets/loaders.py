@@ -216,7 +216,7 @@ def parse_rows(spec: DatasetSpec, split: str, rows: Iterable[SourceRow], skip_ba
                 raise FieldError(None, row.problem or "not a row")
             record = spec.parse(row.data, parsers.RowContext(spec.name, split, index))
         except FieldError as error:
-            bad = DatasetRowError(spec.name, row.location, error.field, error.problem)
+            bad = DatasetRowError(spec.name, row.location, error.field, error.problem, skipped=skip_bad_rows)
             if not skip_bad_rows:
                 raise bad from error
             result.bad_rows.append(bad)

@@ -42,7 +42,7 @@ def _choice_record(row: Row, ctx: RowContext, stem_field: str, rationale: str | 
     so every multiple-choice question asks for a letter."""
     stem = fields.text(row, stem_field)
     options = fields.hf_choices(row)
-    key = fields.text(row, "answerKey")
+    key = fields.text(row, "answerKey", numbers=True)
     if key not in options:
         raise FieldError("answerKey", f"{key!r} is not one of the labels {list(options)}")
     if all(label.isdigit() for label in options):
@@ -107,7 +107,7 @@ def parse_gsm8k_reversal(row: Row, ctx: RowContext) -> Record | None:
     """A GSM8K row (main or Socratic) becomes a backward question; a ready-made reversal row
     ({question, answer: number}) is taken as it is."""
     question = fields.text(row, "question")
-    answer_field = fields.text(row, "answer")
+    answer_field = fields.text(row, "answer", numbers=True)
     if "####" not in answer_field and _PLAIN_NUMBER.fullmatch(answer_field.replace(",", "")):
         return ctx.record(row, "id", question=question, answer=answer_field.replace(",", ""))
     derived = gsm8k.reversal_question(question, gsm8k.parse_solution(answer_field))
@@ -218,7 +218,7 @@ def parse_tabmwp(row: Row, ctx: RowContext) -> Record:
     question = render.table_question(
         fields.optional_text(row, "table_title"), fields.optional_text(row, "table"), fields.text(row, "question")
     )
-    answer = fields.text(row, "answer")
+    answer = fields.text(row, "answer", numbers=True)
     raw_choices = row.get("choices")
     choices = None
     if raw_choices is not None and raw_choices != "":

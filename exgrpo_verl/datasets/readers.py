@@ -62,7 +62,8 @@ def _jsonl_rows(path: Path) -> Iterator[SourceRow]:
                 continue
             location = f"{path} line {line_number}"
             try:
-                row = json.loads(line)
+                # Without its line ending, so an error at the end of the line reports this line's column.
+                row = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as error:
                 yield SourceRow(location, None, f"not valid JSON ({error.msg} at column {error.colno})")
                 continue

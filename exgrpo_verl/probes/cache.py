@@ -4,6 +4,10 @@ SQLite in WAL mode: every answer is committed before the caller sees it, and a c
 transaction survives ``kill -9`` of the writer (with ``synchronous=NORMAL`` it can only be lost
 to an operating-system crash or power cut; pass ``durable=True`` for ``synchronous=FULL``).
 Concurrent readers (another process inspecting progress) never block the writer.
+
+An empty or blank reply is never an answer: :meth:`CompletionCache.put` refuses one, and
+:meth:`CompletionCache.get` treats a blank row (written by an older version) as missing, so the
+request is asked again and its new answer replaces the blank one.
 """
 
 from __future__ import annotations
@@ -54,16 +58,27 @@ class CompletionCache:
     def get(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT response FROM completions WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return row[0] if row and row[0].strip() else None
 
     def put(self, key: str, model: str, request: Mapping[str, Any], response: str) -> None:
-        """Store an answer; it is committed when this returns."""
+        """Store an answer; it is committed when this returns. The first answer for a key is kept,
+        unless it was blank."""
+        if not response.strip():
+            raise ValueError(f"refusing to cache an empty reply for request {key[:12]}")
         payload = json.dumps(request, ensure_ascii=False, sort_keys=True)
+        row = (key, model, payload, response, time.time())
         with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO completions (key, model, request, response, created) VALUES (?, ?, ?, ?, ?)",
-                (key, model, payload, response, time.time()),
-            )
+            old = self._db.execute("SELECT response FROM completions WHERE key = ?", (key,)).fetchone()
+            if old is None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO completions (key, model, request, response, created) VALUES (?, ?, ?, ?, ?)",
+                    row,
+                )
+            elif not old[0].strip():
+                self._db.execute(
+                    "UPDATE completions SET model = ?, request = ?, response = ?, created = ? WHERE key = ?",
+                    (*row[1:], key),
+                )
 
     def __len__(self) -> int:
         with self._lock:

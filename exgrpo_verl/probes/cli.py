@@ -98,6 +98,8 @@ def _endpoint(args: argparse.Namespace, role: str) -> EndpointConfig | None:
         top_p=getattr(args, f"{role}_top_p"),
         max_tokens=getattr(args, f"{role}_max_tokens"),
         timeout_s=args.request_timeout,
+        connect_timeout_s=args.connect_timeout,
+        role=role,
         max_attempts=args.max_attempts,
         backoff_initial_s=args.backoff_initial,
         backoff_max_s=args.backoff_max,
@@ -136,7 +138,16 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     _endpoint_arguments(parser, "student", 16)
     requests = parser.add_argument_group("requests (both endpoints)")
     requests.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request attempt")
-    requests.add_argument("--max-attempts", type=int, default=6, help="attempts per request (429/5xx/timeouts)")
+    requests.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for a connection, and for the start-up check that each endpoint answers "
+        "(a dead endpoint stops the build this soon)",
+    )
+    requests.add_argument(
+        "--max-attempts", type=int, default=6, help="attempts per request (429/5xx/timeouts/dropped connections/empty)"
+    )
     requests.add_argument("--backoff-initial", type=float, default=1.0, help="first retry delay (doubles each time)")
     requests.add_argument("--backoff-max", type=float, default=60.0, help="longest retry delay")
     filters = parser.add_argument_group("filters")
@@ -201,9 +212,14 @@ def run_build(args: argparse.Namespace) -> int:
     for name, path in result.paths.items():
         print(f"  {name}: {path}")
     if result.failed_requests:
+        kinds: dict[str, int] = {}
+        for counts in stats.get("requests", {}).values():
+            for kind, count in counts["failed_by_kind"].items():
+                kinds[kind] = kinds.get(kind, 0) + count
         print(
-            f"warning: {result.failed_requests} request(s) failed after every retry; their probes were dropped. "
-            "Rerun the same command to ask only those again (answers so far are cached).",
+            f"warning: {result.failed_requests} request(s) failed after every retry "
+            f"({', '.join(f'{kind}: {count}' for kind, count in sorted(kinds.items()))}); their probes were "
+            "dropped. Rerun the same command to ask only those again (answers so far are cached).",
             file=sys.stderr,
         )
         return pipeline.EXIT_REQUESTS_FAILED

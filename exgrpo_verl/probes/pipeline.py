@@ -22,6 +22,7 @@ from typing import Any
 from exgrpo_verl.datasets import LoadResult, Record, load_records
 from exgrpo_verl.probes import filters, messages, writers
 from exgrpo_verl.probes.cache import CompletionCache
+from exgrpo_verl.probes.endpoint_check import check_at_start
 from exgrpo_verl.probes.filters import RejectionBand
 from exgrpo_verl.probes.rules import RULE_NAMES, TemplateResult, check_rule_names, template_probes
 from exgrpo_verl.probes.teacher import ChatClient, EndpointConfig, RequestCounts
@@ -134,6 +135,8 @@ class QuestionOutcome:
     authoring_failed: list[str] = field(default_factory=list)
     question_answer: str | None = None
     teacher_rationale: bool = False
+    rationale_fallback: str | None = None
+    """Why the teacher's R_T was not used: "request_failed" or "incorrect" (None: used, or not asked)."""
     n_correct: int | None = None
     drop_reason: str | None = None
 
@@ -175,6 +178,7 @@ class _Builder:
         if text is not None and filters.answers_question(text, record):
             outcome.teacher_rationale = True
             return text
+        outcome.rationale_fallback = "request_failed" if text is None else "incorrect"
         return record.rationale
 
     async def _make_probes(self, record: Record, rationale: str | None, outcome: QuestionOutcome) -> None:
@@ -275,11 +279,16 @@ def load(config: BuildConfig) -> LoadResult:
 async def _run_all(
     config: BuildConfig, selected: list[tuple[int, Record]], counts: dict[str, RequestCounts]
 ) -> list[QuestionOutcome]:
+    endpoints = {name: endpoint for name in ("teacher", "student") if (endpoint := getattr(config, name))}
+    down = await check_at_start(endpoints, config.cache_file())  # a dead endpoint stops here, writing nothing
     progress = _Progress(len(selected), counts, enabled=config.progress)
     cache = CompletionCache(config.cache_file()) if config.teacher else None
     try:
-        teacher = ChatClient(config.teacher, cache, counts["teacher"], progress.refresh) if config.teacher else None
-        student = ChatClient(config.student, cache, counts["student"], progress.refresh) if config.student else None
+        teacher = student = None
+        if config.teacher:
+            teacher = ChatClient(config.teacher, cache, counts["teacher"], progress.refresh, down.get("teacher"))
+        if config.student:
+            student = ChatClient(config.student, cache, counts["student"], progress.refresh, down.get("student"))
         async with _maybe(teacher), _maybe(student):
             builder = _Builder(config, teacher, student)
             in_flight = asyncio.Semaphore(max(8, 4 * (config.teacher.concurrency if config.teacher else 1)))
@@ -290,11 +299,25 @@ async def _run_all(
                 progress.advance()
                 return outcome
 
-            return list(await asyncio.gather(*(one(index, record) for index, record in selected)))
+            try:
+                return list(await asyncio.gather(*(one(index, record) for index, record in selected)))
+            except BaseException:
+                await _stop_other_tasks()  # an endpoint error stops the build: nothing may run on
+                raise
     finally:
         progress.close()
         if cache is not None:
             cache.close()
+
+
+async def _stop_other_tasks() -> None:
+    """Cancel and await every other task of this build's event loop (nested gathers leave their
+    siblings running when one fails), so none outlives the clients and the cache."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 class _maybe:
@@ -378,6 +401,10 @@ def _stats(config: BuildConfig, loaded: LoadResult, outcomes: list[QuestionOutco
             "kept": len(kept),
             "dropped": dict(sorted(dropped.items())),
             "with_teacher_rationale": sum(outcome.teacher_rationale for outcome in outcomes),
+            "teacher_rationale_fallbacks": {
+                reason: sum(outcome.rationale_fallback == reason for outcome in outcomes)
+                for reason in ("incorrect", "request_failed")
+            },
         },
         "rules": rule_stats,
         "probes_per_kept_question": round(kept_probes / len(kept), 4) if kept else 0.0,

@@ -5,12 +5,18 @@ Gemini's OpenAI-compatible API), built to run for hours against a paid or self-h
   ``{base_url}/chat/completions``. The API key is read from the environment variable named by
   ``api_key_env`` (no Authorization header when it is unset: local servers rarely need one).
 * At most ``concurrency`` requests are in flight; identical requests in flight at once are sent once.
-* 429, 408, 5xx, timeouts and connection errors are retried with exponential backoff (honouring
-  ``Retry-After``) up to ``max_attempts``; a request that still fails is counted as failed and
-  answered with None, so one bad request never stops a run. 401/403/404 mean the endpoint, key
-  or model name is wrong: :class:`EndpointError` stops the run at once.
+  A request waiting to retry holds no slot, so a few failing requests never starve the others.
+* 429, 408, 5xx, timeouts, dropped connections and empty replies (content ``""``, blank or null)
+  are retried with exponential backoff (honouring ``Retry-After``) up to ``max_attempts``; a
+  request that still fails is counted as failed under the kind of its last error and answered
+  with None, so one bad request never stops a run. 401/403/404 mean the endpoint, key or model
+  name is wrong: :class:`EndpointError` stops the run at once. An endpoint that cannot be
+  connected to (refused, unresolvable, no connection within ``connect_timeout_s``), or that drops
+  the connection, on a request's last attempt is down, not a bad request:
+  :class:`EndpointUnreachable` stops the run, and a rerun resumes from the cache.
 * Every answer is committed to the :class:`CompletionCache` before it is returned, so a rerun, or
-  a run resumed after ``kill -9``, asks nothing that was already answered.
+  a run resumed after ``kill -9``, asks nothing that was already answered. Empty replies are never
+  stored.
 """
 
 from __future__ import annotations
@@ -32,10 +38,25 @@ from exgrpo_verl.probes.messages import Messages
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403, 404})
+ENDPOINT_DOWN = frozenset({"unreachable", "connection_error"})
+"""Error kinds that, on a request's last attempt, mean the endpoint is down, not the request bad:
+no connection (refused, unresolvable, no route, TLS) or one closed before the answer (a server
+killed mid-request, or a tunnel or proxy whose backend is gone)."""
 
 
 class EndpointError(RuntimeError):
     """The endpoint rejects every request (bad URL, API key or model name): stop the run."""
+
+
+class EndpointUnreachable(EndpointError):
+    """The endpoint cannot be connected to (refused, unresolvable, silent): stop the run rather than
+    drop every question's data; a rerun resumes from the cache."""
+
+
+def describe_error(error: BaseException) -> str:
+    """The underlying error in words (aiohttp's timeouts have an empty message)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -53,12 +74,22 @@ class EndpointConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 1024
+    connect_timeout_s: float = 5.0
+    """Longest wait for a connection, and for the start-up check (:mod:`endpoint_check`) to be answered."""
+    role: str = ""
+    """"teacher" or "student": only names the endpoint in error messages."""
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base URL must start with http:// or https://, got {self.base_url!r}")
         if self.concurrency < 1 or self.max_attempts < 1:
             raise ValueError("concurrency and max_attempts must be at least 1")
+        if self.connect_timeout_s <= 0 or self.timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+
+    def describe(self) -> str:
+        """How error messages name this endpoint."""
+        return f"{self.role} endpoint {self.base_url} (model {self.model!r})".lstrip()
 
     @property
     def url(self) -> str:
@@ -82,9 +113,16 @@ class RequestCounts:
     failed: int = 0
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    """Failed attempts by kind (a request retried three times after HTTP 500 counts 3 there)."""
+    failed_by_kind: dict[str, int] = field(default_factory=dict)
+    """Failed requests by the kind of their last attempt's error."""
 
     def note_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def note_failure(self, kind: str) -> None:
+        self.failed += 1
+        self.failed_by_kind[kind] = self.failed_by_kind.get(kind, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,14 +131,16 @@ class RequestCounts:
             "failed": self.failed,
             "retries": self.retries,
             "errors": dict(sorted(self.errors.items())),
+            "failed_by_kind": dict(sorted(self.failed_by_kind.items())),
         }
 
 
 class _Retry(Exception):
-    def __init__(self, kind: str, retry_after_s: float | None = None):
+    def __init__(self, kind: str, retry_after_s: float | None = None, detail: str = ""):
         super().__init__(kind)
         self.kind = kind
         self.retry_after_s = retry_after_s
+        self.detail = detail or kind
 
 
 class _GiveUp(Exception):
@@ -121,10 +161,13 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _content(payload: Any) -> str:
+    """The reply's text; an empty one is a failed attempt (kept, it would read as a real answer)."""
     try:
         content = payload["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError) as error:
         raise _Retry("malformed_response") from error
+    if content is None or (isinstance(content, str) and not content.strip()):
+        raise _Retry("empty_content")
     if not isinstance(content, str):
         raise _Retry("malformed_response")
     return content
@@ -139,25 +182,32 @@ class ChatClient:
         cache: CompletionCache,
         counts: RequestCounts | None = None,
         on_change: Callable[[], None] | None = None,
+        down: EndpointUnreachable | None = None,
     ):
+        """``down``: the start-up check found the endpoint dead; answer from the cache only and stop
+        at the first request it does not hold."""
         self.config = config
+        self.down = down
         self.cache = cache
         self.counts = counts or RequestCounts()
         self._on_change = on_change or (lambda: None)
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self._in_flight: dict[str, asyncio.Future[str | None]] = {}
+        self._writes: set[asyncio.Future[None]] = set()
         self._http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ChatClient:
         # aiohttp rather than httpx: httpcore's pool costs O(connections) per request and stalls at ~50 in flight.
         self._http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.config.concurrency),
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s, sock_connect=self.config.connect_timeout_s),
             headers=self.config.headers(),
         )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._writes:  # answers received before a stop are committed, not lost
+            await asyncio.gather(*self._writes, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -192,29 +242,54 @@ class ChatClient:
             del self._in_flight[key]
 
     async def _ask(self, key: str, messages: Messages, params: dict[str, Any]) -> str | None:
+        if self.down is not None:
+            raise EndpointUnreachable(f"{self.down} The cache holds no answer to this request. {self._resume_hint()}")
         body = {"model": self.config.model, "messages": messages, **params}
-        async with self._semaphore:
-            for attempt in range(1, self.config.max_attempts + 1):
+        for attempt in range(1, self.config.max_attempts + 1):
+            # The slot is held for the attempt only: a request sleeping before its retry leaves it to others.
+            async with self._semaphore:
                 try:
                     text = await self._post(body)
                 except _GiveUp as error:
                     self.counts.note_error(error.kind)
-                    break
-                except _Retry as error:
-                    self.counts.note_error(error.kind)
-                    if attempt == self.config.max_attempts:
-                        break
-                    self.counts.retries += 1
+                    self.counts.note_failure(error.kind)
                     self._on_change()
-                    await asyncio.sleep(self._backoff(attempt, error.retry_after_s))
-                    continue
-                await asyncio.to_thread(self.cache.put, key, self.config.model, body, text)
-                self.counts.asked += 1
-                self._on_change()
-                return text
-        self.counts.failed += 1
+                    return None
+                except _Retry as error:
+                    failure = error
+                else:
+                    await self._store(key, body, text)
+                    self.counts.asked += 1
+                    self._on_change()
+                    return text
+            self.counts.note_error(failure.kind)
+            if attempt == self.config.max_attempts:
+                break
+            self.counts.retries += 1
+            self._on_change()
+            await asyncio.sleep(self._backoff(attempt, failure.retry_after_s))
+        if failure.kind in ENDPOINT_DOWN:
+            raise EndpointUnreachable(
+                f"{self.config.describe()} is down: {self.config.max_attempts} attempt(s) at one request failed, "
+                f"the last with {failure.detail}. {self._resume_hint()}"
+            )
+        self.counts.note_failure(failure.kind)
         self._on_change()
         return None
+
+    def _resume_hint(self) -> str:
+        return (
+            f"The {len(self.cache)} answer(s) so far are kept in {self.cache.path}; rerun the same command when "
+            "the endpoint is up to resume from there."
+        )
+
+    async def _store(self, key: str, body: dict[str, Any], text: str) -> None:
+        """Commit an answer in a worker thread; shielded, so stopping the run mid-write loses nothing
+        (``__aexit__`` waits for writes still running)."""
+        write = asyncio.get_running_loop().run_in_executor(None, self.cache.put, key, self.config.model, body, text)
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        await asyncio.shield(write)
 
     async def _post(self, body: dict[str, Any]) -> str:
         assert self._http is not None, "use ChatClient as an async context manager"
@@ -223,10 +298,13 @@ class ChatClient:
                 status = response.status
                 text = await response.text()
                 headers = response.headers
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+            # Refused, unresolvable, unroutable, TLS failure or no connection in time: nothing was asked.
+            raise _Retry("unreachable", detail=describe_error(error)) from error
         except asyncio.TimeoutError as error:
-            raise _Retry("timeout") from error
+            raise _Retry("timeout", detail=f"no answer within {self.config.timeout_s:g} s") from error
         except aiohttp.ClientError as error:
-            raise _Retry("connection_error") from error
+            raise _Retry("connection_error", detail=describe_error(error)) from error
         if status in FATAL_STATUSES:
             raise EndpointError(
                 f"{self.config.url} answered HTTP {status} for model {self.config.model!r}: check the base URL, "

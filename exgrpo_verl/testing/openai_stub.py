@@ -1,10 +1,12 @@
 """A local OpenAI-compatible chat server for tests and benchmarks (binds 127.0.0.1 only).
 
 Answers are scripted and deterministic (a function of the request), and faults are injected per
-request: HTTP errors (429, 500, ...) or a timeout (the server holds the request past the
-client's deadline and then drops the connection). ``latency_s`` delays every answer. The server
-records every request it received and every answer it delivered, so tests can check retries and
-that nothing was asked twice.
+request: HTTP errors (429, 500, ...), a timeout (the server holds the request past the client's
+deadline and then drops the connection), a dropped connection, an empty, blank or null reply,
+``choices: []`` or a body that is not JSON. ``latency_s`` delays every answer. The server records
+every request it received and every answer it delivered, so tests can check retries and that
+nothing was asked twice. :meth:`StubServer.stop` also cuts open connections, so a stopped server
+is down the way a killed one is.
 
 Run standalone for benchmarks: ``python -m exgrpo_verl.testing.openai_stub --latency 0.1``
 prints ``READY <port>`` and serves until killed.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -26,7 +29,17 @@ from exgrpo_verl.probes.cache import request_key
 Script = Callable[[dict[str, Any]], str]
 """Request body -> the assistant's reply."""
 Fault = int | str | None
-"""An HTTP status to answer with, "timeout", or None (answer normally)."""
+"""An HTTP status to answer with, one of :data:`FAULTS`, or None (answer normally)."""
+FAULTS = {
+    "timeout": "hold the request for timeout_hold_s, then drop the connection unanswered",
+    "drop": "drop the connection at once, unanswered",
+    "empty": 'answer 200 with content ""',
+    "blank": "answer 200 with whitespace-only content",
+    "null": "answer 200 with content null",
+    "no_choices": "answer 200 with choices: []",
+    "bad_json": "answer 200 with a body that is not JSON",
+}
+_CONTENT_FAULTS = {"empty": "", "blank": " \n\t ", "null": None}
 FaultPlan = Callable[[str, int], Fault]
 """(request key, attempt number of that request, from 1) -> the fault for this attempt."""
 
@@ -44,6 +57,9 @@ def default_script(body: dict[str, Any]) -> str:
 
 def fail_first(*faults: Fault) -> FaultPlan:
     """Every distinct request meets ``faults`` on its first attempts, then is answered."""
+    unknown = [fault for fault in faults if isinstance(fault, str) and fault not in FAULTS]
+    if unknown:
+        raise ValueError(f"unknown fault(s) {unknown}; known: {sorted(FAULTS)}")
     return lambda key, attempt: faults[attempt - 1] if attempt <= len(faults) else None
 
 
@@ -80,6 +96,7 @@ class StubServer:
         self._release = threading.Event()
         self._abort_held = False
         self.held = 0
+        self._connections: set[socket.socket] = set()
         self.in_flight = 0
         self.max_in_flight = 0
         self._server = _Server(("127.0.0.1", port), self._handler_class())
@@ -100,9 +117,17 @@ class StubServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut every open connection (keep-alive ones too): the server is down."""
         self.release(abort=True)
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> StubServer:
         return self.start()
@@ -137,8 +162,29 @@ class StubServer:
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with stub._lock:
+                    stub._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with stub._lock:
+                    stub._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # the client (or stop()) already closed the connection
+                    pass
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionError, OSError):  # the client went away mid-answer: nothing to report
+                    self.close_connection = True
+
             def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode("utf-8")
+                self._send_raw(status, json.dumps(payload).encode("utf-8"))
+
+            def _send_raw(self, status: int, data: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -186,6 +232,12 @@ class StubServer:
                     time.sleep(stub.timeout_hold_s)
                     self.close_connection = True
                     return
+                if fault == "drop":
+                    self.close_connection = True
+                    return
+                if fault == "bad_json":
+                    self._send_raw(200, b'{"choices": [{"message": {"content": "cut o')
+                    return
                 if isinstance(fault, int):
                     self._send_json(fault, {"error": {"message": f"injected HTTP {fault}", "code": fault}})
                     return
@@ -200,7 +252,7 @@ class StubServer:
                         return
                 if stub.latency_s:
                     time.sleep(stub.latency_s)
-                text = stub.script(body)
+                text = _CONTENT_FAULTS[fault] if fault in _CONTENT_FAULTS else stub.script(body)
                 payload = {
                     "id": f"chatcmpl-{key[:12]}",
                     "object": "chat.completion",
@@ -211,12 +263,15 @@ class StubServer:
                     ],
                     "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                 }
+                if fault == "no_choices":
+                    payload["choices"] = []
                 try:
                     self._send_json(200, payload)
                 except OSError:
                     return
-                with stub._lock:
-                    stub.answered.append(key)
+                if fault is None:
+                    with stub._lock:
+                        stub.answered.append(key)
 
         return Handler
 
