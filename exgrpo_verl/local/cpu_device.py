@@ -56,18 +56,22 @@ def mem_get_info(device: Any = None) -> tuple[int, int]:
     return _physical_bytes()
 
 
+def _peak_resident_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
 def memory_allocated(device: Any = None) -> int:
     """Resident set size of this process."""
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        return max_memory_allocated()
+        return _peak_resident_bytes()
 
 
 def max_memory_allocated(device: Any = None) -> int:
-    """Peak resident set size of this process (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process (the kernel's peak can trail the current size a little)."""
+    return max(_peak_resident_bytes(), memory_allocated())
 
 
 memory_reserved = memory_allocated
