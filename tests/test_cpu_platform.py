@@ -72,7 +72,13 @@ def test_verls_process_group_and_offload_work_on_the_cpu():
     seen = in_fresh_python(
         PROCESS_GROUP_PROBE, VERL_PLATFORM="cpu", RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29517"
     )
-    assert seen == {"backend": "cpu:gloo", "world": 1, "worker_uses_shim": True, "pinned": False, "is_torch_policy": True}
+    assert seen == {
+        "backend": "cpu:gloo",
+        "world": 1,
+        "worker_uses_shim": True,
+        "pinned": False,
+        "is_torch_policy": True,
+    }
 
 
 def test_shims_fit_this_verl():

@@ -5,6 +5,7 @@ registrations verl looks the backend up by."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from types import SimpleNamespace
 
@@ -195,14 +196,22 @@ def model_dir(tmp_path_factory):
 
 
 def rollout_config(**overrides):
-    values = dict(dtype="float32", max_model_len=None, prompt_length=256, response_length=64, max_num_seqs=64, seed=0)
+    values = dict(
+        dtype="float32",
+        max_model_len=None,
+        prompt_length=256,
+        response_length=64,
+        max_num_seqs=64,
+        seed=0,
+        engine_kwargs={},
+    )
     return SimpleNamespace(**{**values, **overrides})
 
 
-def make_server(model_dir):
+def make_server(model_dir, **config):
     from exgrpo_verl.local.hf_rollout import HFRolloutServer
 
-    return HFRolloutServer(rollout_config(), SimpleNamespace(path=model_dir), replica_rank=0, device="cpu")
+    return HFRolloutServer(rollout_config(**config), SimpleNamespace(path=model_dir), replica_rank=0, device="cpu")
 
 
 async def test_server_batches_concurrent_requests(model_dir, tokenizer):
@@ -235,6 +244,26 @@ async def test_server_loads_weights_and_rejects_unknown_names(model_dir, tokeniz
     server.set_global_steps(3)
     output = await server.generate("c", prompt_ids=ids, sampling_params=dict(greedy))
     assert output.extra_fields["global_steps"] == 3
+
+
+async def test_server_records_each_generate_call(model_dir, tokenizer, tmp_path):
+    stats = tmp_path / "hf_rollout.jsonl"
+    server = make_server(model_dir, engine_kwargs={"hf": {"stats_file": str(stats)}})
+    params = {"temperature": 1.0, "max_tokens": 2, "ignore_eos": True}
+    ids = prompt_ids(tokenizer)
+    await asyncio.gather(*[server.generate(f"r{i}", prompt_ids=ids, sampling_params=dict(params)) for i in range(3)])
+    calls = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert sum(c["requests"] for c in calls) == 3 and sum(c["generated_tokens"] for c in calls) == 6
+    assert sum(c["prompt_tokens"] for c in calls) == 3 * len(ids)
+    assert all(c["seconds"] > 0 and c["global_steps"] == 0 for c in calls)
+
+
+def test_unknown_engine_kwargs_are_refused():
+    from exgrpo_verl.local.hf_rollout import hf_engine_kwargs
+
+    assert hf_engine_kwargs(SimpleNamespace(engine_kwargs={"vllm": {"x": 1}})) == {}
+    with pytest.raises(ValueError, match=r"unknown \['stat_file'\]"):
+        hf_engine_kwargs(SimpleNamespace(engine_kwargs={"hf": {"stat_file": "x"}}))
 
 
 async def test_server_refuses_multimodal_input_and_partial_rollout(model_dir, tokenizer):

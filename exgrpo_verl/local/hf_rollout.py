@@ -62,6 +62,18 @@ def _check_layout(config: Any) -> None:
         raise ValueError(f"the hf rollout runs one model copy per trainer rank: set {settings} to 1")
 
 
+ENGINE_KWARGS = ("stats_file",)
+
+
+def hf_engine_kwargs(config: Any) -> dict[str, Any]:
+    """``actor_rollout_ref.rollout.engine_kwargs.hf``: the backend's own settings, as vLLM/SGLang have theirs."""
+    kwargs = dict((getattr(config, "engine_kwargs", None) or {}).get(BACKEND_NAME) or {})
+    unknown = sorted(set(kwargs) - set(ENGINE_KWARGS))
+    if unknown:
+        raise ValueError(f"actor_rollout_ref.rollout.engine_kwargs.hf: unknown {unknown}; known: {list(ENGINE_KWARGS)}")
+    return kwargs
+
+
 class HFRolloutServer(HFGenerateServer):
     """The Ray actor behind one hf replica: the batching server plus verl's lifecycle calls."""
 
@@ -79,6 +91,7 @@ class HFRolloutServer(HFGenerateServer):
             response_length=config.response_length,
             max_model_len=config.max_model_len or config.prompt_length + config.response_length,
             max_batch=config.max_num_seqs,
+            **hf_engine_kwargs(config),
         )
         self.replica_rank = replica_rank
 

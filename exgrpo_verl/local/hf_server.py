@@ -10,7 +10,10 @@ and the tests use it directly.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,6 +55,7 @@ class HFGenerateServer:
         response_length: int,
         max_model_len: int | None = None,
         max_batch: int = 1024,
+        stats_file: str | None = None,
     ) -> None:
         eos = [tokenizer.eos_token_id, *_token_ids(getattr(model.generation_config, "eos_token_id", None))]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -61,6 +65,8 @@ class HFGenerateServer:
         self.max_model_len = int(max_model_len or getattr(model.config, "max_position_embeddings", 0) or 32768)
         self.max_batch = max(1, int(max_batch))
         self.global_steps = 0
+        # one JSON line per generate call (where rollout time goes; benchmarks/bench_step.py reads it)
+        self.stats_file = Path(stats_file) if stats_file else None
         self._queue: asyncio.Queue[_Pending] | None = None
         self._batcher: asyncio.Task | None = None
         self._model_lock: asyncio.Lock | None = None
@@ -115,7 +121,9 @@ class HFGenerateServer:
                 batch.append(self._queue.get_nowait())
             try:
                 async with self._model_lock:
+                    start = time.perf_counter()
                     results = await asyncio.to_thread(self.generator.generate, [p.request for p in batch])
+                    self._record(batch, results, time.perf_counter() - start)
             except Exception as exc:  # fail these requests, keep serving
                 for pending in batch:
                     if not pending.future.done():
@@ -124,6 +132,19 @@ class HFGenerateServer:
                 for pending, result in zip(batch, results, strict=True):
                     if not pending.future.done():
                         pending.future.set_result(result)
+
+    def _record(self, batch: list[_Pending], results: list[Any], seconds: float) -> None:
+        if self.stats_file is None:
+            return
+        entry = {
+            "global_steps": self.global_steps,
+            "requests": len(batch),
+            "prompt_tokens": sum(len(p.request.prompt_ids) for p in batch),
+            "generated_tokens": sum(len(r.token_ids) for r in results),
+            "seconds": round(seconds, 6),
+        }
+        with self.stats_file.open("a") as out:
+            out.write(json.dumps(entry) + "\n")
 
     async def load_weights(self, tensors: dict[str, torch.Tensor]) -> int:
         """Copy a bucket of full, Hugging Face-named tensors into the model; returns how many."""
