@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the tests marked `gpu` on a CUDA machine that has PyTorch and transformers but no internet.
+# Run the tests marked `gpu` on a CUDA machine that has PyTorch and transformers but no internet,
+# including the ExGRPO smoke run through stock main_ppo with the hf rollout (tests/test_e2e_gpu.py).
 #
 #   scripts/gpu_checks.sh prepare   # here, with PyPI: wheels for Python 3.12 into .whl/ (< 64 MiB)
 #   scripts/gpu_checks.sh run       # there: install .whl/ into /tmp/site, run pytest -m gpu
@@ -61,7 +62,7 @@ run() {
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0))"
   (cd /tmp && python3 -m exgrpo_verl check)  # outside the checkout, so the installed wheel is used
   python3 -m pytest -q -p no:cacheprovider -m gpu -o addopts="" \
-    tests/test_agent_loop.py tests/test_rollout_pipeline.py tests/test_aux_loss.py
+    tests/test_agent_loop.py tests/test_rollout_pipeline.py tests/test_aux_loss.py tests/test_e2e_gpu.py
 }
 
 case "${1:-}" in
