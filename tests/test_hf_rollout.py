@@ -286,3 +286,75 @@ def test_verl_finds_the_backend_by_name():
 
     assert get_rollout_class("hf", "async") is HFServerAdapter
     assert get_rollout_replica_class("hf") is HFRolloutReplica
+
+
+# --- the trainer-side adapter and the replica, through Ray ------------------------------------------------
+def verl_rollout_config(**overrides):
+    from verl.utils.config import omega_conf_to_dataclass
+
+    from exgrpo_verl.testing.verl_config import compose_trainer_config
+
+    config = compose_trainer_config(
+        [
+            "actor_rollout_ref.rollout.name=hf",
+            "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+            "actor_rollout_ref.rollout.dtype=float32",
+            "actor_rollout_ref.rollout.response_length=64",
+            *[f"actor_rollout_ref.rollout.{key}={value}" for key, value in overrides.items()],
+        ]
+    )
+    return omega_conf_to_dataclass(config.actor_rollout_ref.rollout)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+async def test_adapter_ships_the_actors_weights_to_its_server(ray_cluster, model_dir, tokenizer, monkeypatch):
+    import ray
+
+    from exgrpo_verl.local.hf_rollout import HFRolloutServer, HFServerAdapter, server_actor_name
+
+    config = verl_rollout_config(**{"checkpoint_engine.update_weights_bucket_megabytes": 0})  # one tensor a bucket
+    server = (
+        ray.remote(HFRolloutServer)
+        .options(name=server_actor_name(0))
+        .remote(config, SimpleNamespace(path=model_dir), 0, "cpu")
+    )
+    monkeypatch.setenv("RANK", "0")
+    adapter = HFServerAdapter(config, SimpleNamespace(path=model_dir), device_mesh=None)
+    trained = build_tiny_model(tokenizer, "qwen2", seed=11)  # "the actor after a step": other weights
+    await adapter.update_weights(iter(trained.state_dict().items()), global_steps=5)
+
+    ids = prompt_ids(tokenizer)
+    greedy = {"temperature": 0, "max_tokens": 6, "ignore_eos": True}
+    output = await server.generate.remote("a", prompt_ids=ids, sampling_params=greedy)
+    expected = HFGenerator(trained, [tokenizer.eos_token_id], tokenizer.pad_token_id).generate(
+        [GenerationRequest(ids, 6, Sampling(temperature=0, ignore_eos=True))]
+    )[0]
+    assert output.token_ids == expected.token_ids and output.extra_fields["global_steps"] == 5
+    with pytest.raises(Exception, match="weight transfer format"):
+        await adapter.update_weights(iter([]), wire_format="delta_flush")
+    ray.kill(server)
+
+
+async def test_replica_refuses_what_the_hf_rollout_cannot_serve():
+    from verl.workers.rollout.replica import RolloutMode
+
+    from exgrpo_verl.local.hf_rollout import HFRolloutReplica, UnsupportedRolloutMode
+
+    replica = HFRolloutReplica(0, verl_rollout_config(), SimpleNamespace(path="m"), gpus_per_node=1)
+    replica.rollout_mode = RolloutMode.STANDALONE  # what verl's separate_async trainer asks for
+    with pytest.raises(UnsupportedRolloutMode, match="synchronous trainers"):
+        await replica.launch_servers()
+    with pytest.raises(UnsupportedRolloutMode):
+        replica.get_ray_class_with_init_args()
+    wide = HFRolloutReplica(0, verl_rollout_config(tensor_model_parallel_size=2), SimpleNamespace(path="m"), 2)
+    wide.rollout_mode = RolloutMode.HYBRID
+    with pytest.raises(ValueError, match=r"tensor_model_parallel_size=1 \(got 2\)"):
+        await wide.launch_servers()

@@ -58,8 +58,8 @@ def _check_layout(config: Any) -> None:
     }
     wrong = {key: value for key, value in sizes.items() if value != 1}
     if wrong:
-        settings = ", ".join(f"actor_rollout_ref.rollout.{key}={value}" for key, value in wrong.items())
-        raise ValueError(f"the hf rollout runs one model copy per trainer rank: set {settings} to 1")
+        settings = ", ".join(f"actor_rollout_ref.rollout.{key}=1 (got {value})" for key, value in wrong.items())
+        raise ValueError(f"the hf rollout runs one model copy per trainer rank: it needs {settings}")
 
 
 ENGINE_KWARGS = ("stats_file",)
