@@ -18,7 +18,6 @@ requests.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Generator
 from typing import Any
@@ -29,9 +28,7 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutMode, RolloutReplica
 
 from exgrpo_verl.local import BACKEND_NAME
-from exgrpo_verl.local.hf_server import HFGenerateServer, torch_dtype
-
-logger = logging.getLogger(__name__)
+from exgrpo_verl.local.hf_server import HFGenerateServer, load_model
 
 
 def server_actor_name(replica_rank: int) -> str:
@@ -78,15 +75,15 @@ class HFRolloutServer(HFGenerateServer):
     """The Ray actor behind one hf replica: the batching server plus verl's lifecycle calls."""
 
     def __init__(self, config: Any, model_config: Any, replica_rank: int, device: str) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = getattr(model_config, "local_path", None) or model_config.path
-        trust = bool(getattr(model_config, "trust_remote_code", False))
         torch.manual_seed(int(config.seed) + replica_rank)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(config.dtype), trust_remote_code=trust)
+        model, tokenizer = load_model(
+            getattr(model_config, "local_path", None) or model_config.path,
+            dtype=config.dtype,
+            device=device,
+            trust_remote_code=bool(getattr(model_config, "trust_remote_code", False)),
+        )
         super().__init__(
-            model.to(device),
+            model,
             tokenizer,
             response_length=config.response_length,
             max_model_len=config.max_model_len or config.prompt_length + config.response_length,

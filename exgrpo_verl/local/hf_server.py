@@ -44,6 +44,15 @@ def torch_dtype(name: Any) -> torch.dtype:
     return dtype
 
 
+def load_model(path: str, *, dtype: Any, device: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """A causal LM and its tokenizer from a local folder or hub name, on ``device``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code)
+    return model.to(device), tokenizer
+
+
 class HFGenerateServer:
     """Batched token-in/token-out generation with one model; weights can be replaced between batches."""
 
@@ -75,13 +84,7 @@ class HFGenerateServer:
     def from_pretrained(
         cls, path: str, *, dtype: Any = "float32", device: str = "cpu", trust_remote_code: bool = False, **kwargs: Any
     ) -> HFGenerateServer:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
-        ).to(device)
-        return cls(model, tokenizer, **kwargs)
+        return cls(*load_model(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code), **kwargs)
 
     @property
     def model(self) -> Any:
