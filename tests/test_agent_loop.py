@@ -121,7 +121,7 @@ def test_exhausted_budget_stops_cleanly_and_grades_nothing():
 
 def test_row_with_fewer_probes_uses_what_it_has():
     tokenizer = build_tokenizer("qwen2")
-    output = run(tokenizer, ScriptedServer(tokenizer, numbered_replies()), make_row(PROBES[:2]), 0)
+    output = run(tokenizer, ScriptedServer(tokenizer, numbered_replies()), make_row([PROBES[0], PROBES[2]]), 0)
     assert output.extra_fields["exgrpo_num_probes"] == 2 and output.num_turns == 6
 
 
