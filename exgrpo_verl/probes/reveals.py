@@ -44,9 +44,7 @@ _STATEMENT = re.compile(
     re.IGNORECASE,
 )
 _CLAIMED = re.compile(
-    r"(?P<span>(?:\S+\s+){0,2}\S+?)\s+(?:is|was)\s+(?:the\s+)?(?:correct|right|final|true)\s+"
-    r"(?:answer|option|choice|label)\b",
-    re.IGNORECASE,
+    r"\s(?:is|was)\s+(?:the\s+)?(?:correct|right|final|true)\s+(?:answer|option|choice|label)\b", re.IGNORECASE
 )
 _BOXED = re.compile(r"\\boxed\s*\{(?P<span>[^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 _SENTENCE_END = re.compile(r"(?<!\d)[.?!;](?!\d)|,\s|\s(?:and|but|because|so|since)\s")
@@ -59,7 +57,7 @@ def _statements(text: str) -> Iterable[str]:
         if span:
             yield span
     for match in _CLAIMED.finditer(text):
-        words = match.group("span").split()
+        words = text[max(0, match.start() - 80) : match.start()].split()[-3:]  # "(B) fridge is the right answer"
         for start in range(len(words)):
             yield " ".join(words[start:])
     for match in _BOXED.finditer(text):
@@ -93,10 +91,24 @@ def _set_aside(text: str, question: str) -> tuple[str, list[str]]:
     rest, unrepeated = text, []
     lines = {line.strip() for line in question.splitlines() if line.strip()}
     for line in sorted(lines, key=len, reverse=True):
-        rest, found = re.subn(rf"(?m)^[ \t]*{re.escape(line)}[ \t]*$", "", rest, count=1)
-        if not found:
+        start = _own_line(rest, line)
+        if start < 0:
             unrepeated.append(line)
+        else:
+            rest = rest[:start] + rest[start + len(line) :]
     return rest, unrepeated
+
+
+def _own_line(text: str, line: str) -> int:
+    """Where ``line`` stands in ``text`` as a line of its own (spaces aside), or -1."""
+    start = text.find(line)
+    while start >= 0:
+        end = start + len(line)
+        if text[:start].rstrip(" \t").endswith("\n") or not text[:start].strip(" \t"):
+            if text[end:].lstrip(" \t").startswith("\n") or not text[end:].strip(" \t"):
+                return start
+        start = text.find(line, start + 1)
+    return -1
 
 
 # --- open answers: how often a text mentions the gold value -----------------------------------
