@@ -62,6 +62,22 @@ def test_two_options_are_never_narrowed_to_one():
     assert asked and not any("surplus" in tail or "shortage" in tail or "(A)" in tail for tail in asked)
 
 
+def test_a_table_step_that_finds_the_answers_row_holds_the_answer():
+    record = fx._choice(
+        "t3",
+        "tabmwp",
+        "Team | Members\nbaseball team | 38\nfootball team | 37\nchess club | 12\n\nWhich team has the most members?",
+        {"A": "football team", "B": "baseball team", "C": "chess club"},
+        "baseball team",
+        rationale="Find the greatest number in the table. The greatest number is 38.\n"
+        "Now find the corresponding team. Baseball team corresponds to 38.",
+    )
+    assert mentions_answer("The greatest number is 38.", record)
+    assert not mentions_answer("Find the greatest number in the table.", record)
+    step = next(p for p in template_probes(record).probes if p["rule"] == "step_justification")
+    assert step["reveals_answer"]
+
+
 # Hand-written probes per dataset: (text, reveals the answer?). Each leaking one states or implies
 # the gold answer in a way the checker of its type accepts; the clean ones do not.
 CASES = {

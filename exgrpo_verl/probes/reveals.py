@@ -325,13 +325,30 @@ def reveals_answer(text: str, record: Record) -> bool:
     return named == {gold} or named == options - {gold}
 
 
+def _table_partners(record: Record) -> list[re.Pattern]:
+    """The other cells of the table rows that hold a non-numeric answer (TabMWP "baseball team | 38"):
+    a step that finds 38 has as good as found the team."""
+    if _numeric_gold(record) is not None or "|" not in record.question:
+        return []
+    answer = normalize_text(record.answer)
+    cells: set[str] = set()
+    for line in record.question.splitlines():
+        row = [normalize_text(cell) for cell in line.split("|")]
+        if len(row) >= 2 and answer in row:
+            cells.update(cell for cell in row if cell and cell != answer)
+    return [re.compile(rf"(?<!\w){re.escape(cell)}(?!\w)") for cell in sorted(cells)]
+
+
 def mentions_answer(text: str, record: Record) -> bool:
-    """Whether ``text`` (a solution step, a changed question) mentions the gold answer at all:
-    what a template avoids quoting."""
+    """Whether ``text`` (a solution step, a changed question) mentions the gold answer at all, or,
+    in a table question, a value from the answer's row: what a template avoids quoting."""
     if states_gold(text, record):
         return True
     closed = _closed_set(record)
     if closed is None:
-        return _open_counter(record)(text) > 0
-    named_in, _, gold = closed
-    return named_in(text)[gold] > 0
+        found = _open_counter(record)(text) > 0
+    else:
+        named_in, _, gold = closed
+        found = named_in(text)[gold] > 0
+    normalized = normalize_text(text)
+    return found or any(pattern.search(normalized) for pattern in _table_partners(record))
