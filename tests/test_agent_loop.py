@@ -9,7 +9,7 @@ import pytest
 
 from exgrpo_verl.local.hf_server import HFGenerateServer
 from exgrpo_verl.reward import FINAL_RESPONSE_KEY
-from exgrpo_verl.rollout.agent_loop import MissingSessionError
+from exgrpo_verl.rollout.agent_loop import MissingSessionError, UnflaggedProbesError
 from exgrpo_verl.schema import MalformedProbesError
 from exgrpo_verl.testing import build_tiny_model, build_tokenizer
 from exgrpo_verl.testing.servers import ScriptedServer
@@ -121,8 +121,57 @@ def test_exhausted_budget_stops_cleanly_and_grades_nothing():
 
 def test_row_with_fewer_probes_uses_what_it_has():
     tokenizer = build_tokenizer("qwen2")
-    output = run(tokenizer, ScriptedServer(tokenizer, numbered_replies()), make_row(PROBES[:2]), 0)
+    output = run(tokenizer, ScriptedServer(tokenizer, numbered_replies()), make_row([PROBES[0], PROBES[2]]), 0)
     assert output.extra_fields["exgrpo_num_probes"] == 2 and output.num_turns == 6
+
+
+def _flagged_texts(row) -> set[str]:
+    return {p["question"] for p in row["extra_info"]["probes"] if p["reveals_answer"]}
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_exclude_never_asks_a_probe_that_reveals_the_answer(seed):
+    tokenizer = build_tokenizer("qwen2")
+    server = ScriptedServer(tokenizer, numbered_replies())
+    rows = [make_row(index=i) for i in range(12)]
+    assert _flagged_texts(rows[0]) == {PROBES[1]["question"]}  # "If he ends with 5 ..." states the answer 5
+    outputs = run_dialogues(
+        tokenizer, server, [(row, s) for row in rows for s in range(4)], overrides=(f"+exgrpo.seed={seed}",)
+    )
+    prompts = [tokenizer.decode(call.prompt_ids) for call in server.calls]
+    assert not any(PROBES[1]["question"] in prompt for prompt in prompts)
+    assert all(not any(o.extra_fields["exgrpo_probe_reveals"]) for o in outputs)
+    assert all(o.extra_fields["exgrpo_excluded_probes"] == 1 for o in outputs)
+    assert {rule for o in outputs for rule in o.extra_fields["exgrpo_probe_rules"]} == {
+        p["rule"] for p in PROBES if p["rule"] != "inverse"
+    }
+
+
+def test_allow_asks_revealing_probes_too():
+    tokenizer = build_tokenizer("qwen2")
+    server = ScriptedServer(tokenizer, numbered_replies())
+    rows = [make_row(index=i) for i in range(12)]
+    jobs = [(row, s) for row in rows for s in range(4)]
+    outputs = run_dialogues(tokenizer, server, jobs, overrides=("+exgrpo.revealing_probes=allow",))
+    asked = [o for o in outputs if "inverse" in o.extra_fields["exgrpo_probe_rules"]]
+    assert asked and all(o.extra_fields["exgrpo_excluded_probes"] == 0 for o in outputs)
+    for output in asked:
+        position = output.extra_fields["exgrpo_probe_rules"].index("inverse")
+        assert output.extra_fields["exgrpo_probe_reveals"][position] is True
+    assert any(PROBES[1]["question"] in tokenizer.decode(call.prompt_ids) for call in server.calls)
+
+
+def test_rows_written_before_the_flag_are_refused_unless_allowed():
+    tokenizer = build_tokenizer("qwen2")
+    row = make_row(index=5)
+    for probe in row["extra_info"]["probes"]:
+        del probe["reveals_answer"]
+    with pytest.raises(UnflaggedProbesError, match="row 5: .*revealing_probes=allow"):
+        run(tokenizer, ScriptedServer(tokenizer, numbered_replies()), row, 0)
+    output = run(
+        tokenizer, ScriptedServer(tokenizer, numbered_replies()), row, 0, overrides=("+exgrpo.revealing_probes=allow",)
+    )
+    assert output.extra_fields["exgrpo_num_probes"] == 3
 
 
 def test_row_without_probes_runs_single_turn():

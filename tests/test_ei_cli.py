@@ -74,6 +74,26 @@ def test_teacher_free_is_the_default(gsm8k_file, tmp_path):
     assert sft[0]["messages"][1]["content"] == "Bo has 2 + 3 = 5 cups.\n\nThe answer is \\boxed{5}."
 
 
+def test_build_reports_the_probes_that_reveal_the_answer(gsm8k_file, tmp_path, capsys):
+    out = tmp_path / "flags"
+    assert exgrpo_main(["ei-build", "--dataset=gsm8k", f"--local-path={gsm8k_file}", f"--out-dir={out}"]) == 0
+    printed = capsys.readouterr().out
+    stats = json.loads((out / "stats.json").read_text())
+    rows = pq.read_table(out / "rl_train.parquet").to_pylist()
+    probes = [p for row in rows for p in row["extra_info"]["probes"]]
+    # one-step solutions: inverse states the answer, and quoting or correcting the only step gives it away
+    flagged = {rule: sum(p["reveals_answer"] for p in probes if p["rule"] == rule) for rule in stats["rules"]}
+    assert {rule for rule, n in flagged.items() if n} == {"inverse", "step_justification", "error_diagnosis"}
+    assert {rule: s["kept_revealing"] for rule, s in stats["rules"].items()} == flagged
+    askable = sum(not p["reveals_answer"] for p in probes) / len(rows)
+    assert stats["askable_probes_per_kept_question"] == pytest.approx(askable, abs=1e-4) and askable >= 5
+    assert stats["kept_questions_with_revealing_probes"] == 40
+    assert f"askable probes per kept question: {stats['askable_probes_per_kept_question']}" in printed
+    assert "of which reveal the answer: step_justification=40, inverse=40, error_diagnosis=40" in printed
+    log = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
+    assert sum(row["reveals_answer"] for row in log) == 120
+
+
 def test_bad_row_fails_with_its_location_or_is_skipped(tmp_path, capsys):
     path = write_jsonl(tmp_path / "bad.jsonl", [GSM8K_MAIN[0], {"question": "q?", "answer": "no marks"}])
     args = ["ei-build", "--dataset=gsm8k", f"--local-path={path}", f"--out-dir={tmp_path / 'out'}", "--no-progress"]

@@ -72,7 +72,7 @@ RECORDS = [
     for i, keyword in enumerate(KEYWORDS)
 ]
 GOLD = {record.id: record.answer for record in RECORDS}
-RULE_PHRASES = {"inverse": "Working backwards", "cause": "causes the answer", "assumption": "What assumptions"}
+RULE_PHRASES = {"inverse": "Working backwards", "cause": "decides its answer", "assumption": "What assumptions"}
 TEACHER_ANSWER = {"inverse": "5", "cause": "7", "assumption": "11"}
 # Eq.1: does the teacher still answer Q after this probe exchange?
 CONSISTENT = {

@@ -100,9 +100,10 @@ def test_socratic_sub_questions_become_decomposition_probes_with_gold():
 def test_step_justification_quotes_a_rationale_step_and_names_its_operation():
     (probe,) = _by_rule(GSM)["step_justification"]
     quoted = re.search(r'step:\n"(.*)"', probe["question"]).group(1)
-    assert quoted in GSM.rationale.splitlines()
-    operation = "subtraction" if "-" in quoted else "multiplication"
-    assert f"Why is {operation} the right operation" in probe["question"]
+    # not the final step "She makes 9 * 2 = $18": it holds the answer
+    assert quoted == GSM.rationale.splitlines()[0]
+    assert "Why is subtraction the right operation" in probe["question"]
+    assert probe["reveals_answer"] is False
 
 
 def test_inverse_hides_a_number_and_knows_it():
@@ -111,6 +112,7 @@ def test_inverse_hides_a_number_and_knows_it():
     assert hidden in {"16", "3", "4", "2"}  # a given number the solution uses, occurring once
     assert "The answer to the problem is 18." in probe["question"]
     assert re.search(rf"(?<!\d){hidden}(?!\d)", probe["question"]) is None
+    assert probe["reveals_answer"] is True  # it needs the answer, so the rollout does not ask it by default
 
 
 def test_error_diagnosis_corrupts_a_checked_step_and_gives_the_correction():
@@ -120,12 +122,16 @@ def test_error_diagnosis_corrupts_a_checked_step_and_gives_the_correction():
     correct, wrong = re.search(r"= (\d+), not (\d+)", probe["teacher_answer"]).groups()
     assert correct != wrong and wrong in shown
     assert probe["teacher_answer"].endswith(f"\\boxed{{{correct}}}")
+    # the corrupted step is not the final one: correcting it does not give the answer 18
+    assert correct == "9" and "9 * 2" not in shown and not probe["reveals_answer"]
 
 
-def test_principle_names_the_operations_and_cause_states_the_answer():
+def test_principle_names_the_operations_and_cause_keeps_the_answer_hidden():
     grouped = _by_rule(GSM)
     assert "uses subtraction and multiplication" in grouped["principle"][0]["question"]
-    assert "The correct answer is 18." in grouped["cause"][0]["question"]
+    cause = grouped["cause"][0]
+    assert "decides its answer" in cause["question"] and "18" not in cause["question"]
+    assert cause["reveals_answer"] is False
 
 
 @pytest.mark.parametrize(
@@ -146,12 +152,18 @@ def test_rules_that_do_not_apply_say_why(record, missing):
 
 def test_choice_and_label_templates_use_the_options():
     choice = _by_rule(CSQA)
-    assert "option (B) were removed" in choice["counterfactual"][0]["question"]
-    assert re.search(r"A student chose \((A|C)\) (oven|desk)\.", choice["error_diagnosis"][0]["question"])
-    assert "The correct answer is (B) fridge." in choice["cause"][0]["question"]
-    assert 'A student answered "yes"' in _by_rule(YESNO)["error_diagnosis"][0]["question"]
-    nli = _by_rule(NLI)["counterfactual"][0]["question"]
-    assert re.search(r"relation becomes (entailment|neutral)\.", nli)
+    # a distractor is removed or diagnosed, and both rules name the same one
+    removed = re.search(r"option \((A|C)\) (oven|desk) were removed", choice["counterfactual"][0]["question"])
+    chosen = re.search(r"A student chose \((A|C)\) (oven|desk)\.", choice["error_diagnosis"][0]["question"])
+    assert removed and chosen and removed.group(1) == chosen.group(1)
+    assert "fridge" not in choice["cause"][0]["question"].split("(C) desk", 1)[1]
+    assert not any(p["reveals_answer"] for probes in choice.values() for p in probes)
+    # yes/no: naming the wrong answer would give the right one away, so neither is named
+    yes_no = _by_rule(YESNO)["error_diagnosis"][0]
+    assert "the wrong answer" in yes_no["question"] and not re.search(r"\b(yes|no)\b", yes_no["question"])
+    nli = _by_rule(NLI)
+    target = re.search(r"relation becomes (entailment|neutral)\.", nli["counterfactual"][0]["question"]).group(1)
+    assert f"labelled this pair as {target}." in nli["error_diagnosis"][0]["question"]
 
 
 def test_a_question_without_numbers_or_rationale():

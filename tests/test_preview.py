@@ -39,6 +39,40 @@ def test_preview_prints_dialogues_rewards_and_advantages(tmp_path):
     ):
         assert section in out
     assert "How many apples does he have?" in out
+    # the row's probe that states the answer is marked, and exclude (the default) never asks it
+    assert out.count("6 probes, 1 flagged reveals answer (inverse); exgrpo.revealing_probes=exclude") == 2
+    assert "inverse (reveals answer)" not in out and "[user, reveals answer]" not in out
+
+
+def test_preview_marks_revealing_probes():
+    from types import SimpleNamespace
+
+    from exgrpo_verl.rollout.preview import _row_probes, _rules, _turns
+    from exgrpo_verl.testing import build_tokenizer
+
+    assert _rules(["cause", "inverse"], [False, True]) == "cause, inverse (reveals answer)"
+    assert _rules([], []) == "none"
+    row = make_row()
+    del row["extra_info"]["probes"][0]["reveals_answer"]
+    assert (
+        _row_probes(row) == "6 probes, 1 flagged reveals answer (inverse), 1 without the flag (built before it existed)"
+    )
+    tokenizer = build_tokenizer("qwen2")
+    ids = [tokenizer.encode(text, add_special_tokens=False) for text in ("p1", "a1", "p2", "a2", "q", "a3")]
+    output = SimpleNamespace(
+        prompt_ids=ids[0],
+        response_ids=[t for part in ids[1:] for t in part],
+        response_mask=[flag for part, flag in zip(ids[1:], (1, 0, 1, 0, 1), strict=True) for _ in part],
+        extra_fields={"exgrpo_probe_reveals": [False, True]},
+    )
+    assert [role for role, _ in _turns(tokenizer, output)] == [
+        "user",
+        "student",
+        "user, reveals answer",
+        "student",
+        "user",
+        "student",
+    ]
 
 
 def test_preview_rejects_a_missing_model(tmp_path):

@@ -14,6 +14,8 @@ from exgrpo_verl.rollout.settings import ExGRPOSettings
 
 A, B = Scenario.FULL, Scenario.PARTIAL
 PROBES = [{"rule": f"r{i}", "question": f"probe {i}?", "teacher_answer": None} for i in range(8)]
+# Probes 1, 4 and 6 state or imply the answer.
+FLAGGED = [{**p, "reveals_answer": i in (1, 4, 6)} for i, p in enumerate(PROBES)]
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,41 @@ def test_rows_with_few_or_no_probes():
     assert len(plan_dialogue(settings, PROBES[:3], "q", 0, 2).probes) == 3
     none = plan_dialogue(settings, [], "q", 0, 2)
     assert none.probes == () and none.available == 0
+
+
+def test_exclude_never_samples_a_revealing_probe():
+    settings = ExGRPOSettings(num_probes=5, partial_probes=2)
+    assert settings.revealing_probes == "exclude"
+    seen = set()
+    for question in range(100):
+        for session in range(4):
+            plan = plan_dialogue(settings, FLAGGED, f"q{question}", session, 4)
+            assert not any(p["reveals_answer"] for p in plan.probes)
+            assert plan.available == 5 and plan.excluded == 3
+            assert len(plan.probes) == (5 if plan.scenario is A else 2)
+            seen |= {p["rule"] for p in plan.probes}
+    assert seen == {"r0", "r2", "r3", "r5", "r7"}
+
+
+def test_allow_samples_every_probe_as_the_paper_does():
+    settings = ExGRPOSettings(num_probes=5, partial_probes=2, revealing_probes="allow")
+    plans = [plan_dialogue(settings, FLAGGED, f"q{question}", 0, 4) for question in range(100)]
+    assert all(plan.available == 8 and plan.excluded == 0 for plan in plans)
+    assert sum(any(p["reveals_answer"] for p in plan.probes) for plan in plans) > 80
+    # allow samples exactly as rows without flags are sampled
+    unflagged = [plan_dialogue(settings, PROBES, f"q{question}", 0, 4) for question in range(100)]
+    assert [[p["rule"] for p in plan.probes] for plan in plans] == [
+        [p["rule"] for p in plan.probes] for plan in unflagged
+    ]
+
+
+def test_fewer_askable_probes_than_k_asks_what_is_left():
+    settings = ExGRPOSettings(num_probes=5, partial_probes=2)
+    only_two = [{**p, "reveals_answer": i >= 2} for i, p in enumerate(PROBES)]
+    plan = plan_dialogue(settings, only_two, "q", 0, 2)
+    assert {p["rule"] for p in plan.probes} == {"r0", "r1"} and plan.excluded == 6
+    nothing = plan_dialogue(settings, [{**p, "reveals_answer": True} for p in PROBES], "q", 0, 2)
+    assert nothing.probes == () and nothing.available == 0 and nothing.excluded == 8
 
 
 # ---- Eq.5-6 on hand-computed groups -------------------------------------------------------
@@ -121,6 +158,9 @@ def test_settings_reject_unknown_keys_and_bad_values():
         ExGRPOSettings(num_probes=2, partial_probes=2)
     with pytest.raises(ValueError, match="full_fraction"):
         ExGRPOSettings(full_fraction=1.5)
+    assert ExGRPOSettings.from_block({"revealing_probes": "allow"}).revealing_probes == "allow"
+    with pytest.raises(ValueError, match="revealing_probes must be 'exclude' or 'allow'"):
+        ExGRPOSettings(revealing_probes="skip")
 
 
 # ---- metrics -----------------------------------------------------------------------------
@@ -132,6 +172,8 @@ def _traj(uid, scenario, outcome, bonus=0.0, fired=False, rules=(), turns=3, tru
         "num_turns": turns,
         "exgrpo_scenario": scenario.value,
         "exgrpo_probe_rules": list(rules),
+        "exgrpo_probe_reveals": [rule == "inverse" for rule in rules],
+        "exgrpo_excluded_probes": 2 if scenario is A else 0,
         "exgrpo_truncated": truncated,
         "exgrpo_no_probes": no_probes,
         OUTCOME_KEY: outcome,
@@ -161,6 +203,8 @@ def test_metrics_by_hand():
     assert m["exgrpo/truncated/count"] == 1 and m["exgrpo/no_probes/count"] == 1
     assert m["exgrpo/accuracy_by_rule/cause"] == pytest.approx(2 / 3)
     assert m["exgrpo/accuracy_by_rule/inverse"] == pytest.approx(0.5)
+    assert m["exgrpo/probes/revealing_fraction"] == pytest.approx(2 / 5)  # inverse, 2 of the 5 probes asked
+    assert m["exgrpo/probes/excluded/mean"] == pytest.approx(2 * 3 / 6)
     assert all(math.isfinite(v) for v in m.values())
     assert rollout_metrics([{"uid": "x"}]) == {}
 

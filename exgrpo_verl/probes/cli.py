@@ -206,7 +206,14 @@ def run_build(args: argparse.Namespace) -> int:
     if questions["dropped"]:
         print(f"  dropped: {json.dumps(questions['dropped'])}")
     print(f"  probes per kept question: {stats['probes_per_kept_question']}")
+    print(
+        f"  askable probes per kept question: {stats['askable_probes_per_kept_question']} "
+        "(not revealing the answer: what the rollout asks with exgrpo.revealing_probes=exclude)"
+    )
     print("  kept probes per rule: " + ", ".join(f"{r}={s['kept']}" for r, s in stats["rules"].items()))
+    revealing = {r: s["kept_revealing"] for r, s in stats["rules"].items() if s["kept_revealing"]}
+    if revealing:
+        print("  of which reveal the answer: " + ", ".join(f"{r}={n}" for r, n in revealing.items()))
     for name, counts in stats.get("requests", {}).items():
         print(f"  {name} requests: {json.dumps(counts)}")
     for name, path in result.paths.items():

@@ -34,12 +34,22 @@ Reference solution:
 {rationale}
 
 Write exactly one probe of this kind. The student will see the probe on its own, before the problem, so \
-restate whatever part of the problem the probe needs. Do not answer the probe. Reply with the probe text only, \
-or with exactly {not_applicable} if this kind of probe does not fit this problem."""
+restate whatever part of the problem the probe needs. {answer_policy} Do not answer the probe. Reply with the \
+probe text only, or with exactly {not_applicable} if this kind of probe does not fit this problem."""
+
+KEEP_ANSWER_HIDDEN = (
+    "The student is asked the problem itself after the probe, so the probe must not give its answer away: do not "
+    "state or hint at the correct answer, do not name the correct option or rule out all the others (for a yes/no "
+    "question, do not call either answer right or wrong), and do not quote the step of the solution that produces "
+    "the answer."
+)
+ANSWER_NEEDED = "This kind of probe needs the correct answer: state it in the probe."
 
 
 def authoring_messages(rule: str, record: Record, rationale: str | None) -> Messages:
-    """Ask the teacher to write one probe of kind ``rule`` for ``record`` (teacher-authored form)."""
+    """Ask the teacher to write one probe of kind ``rule`` for ``record`` (teacher-authored form).
+    It is told not to give the answer away unless the rule needs it; what it writes is still
+    checked (:func:`exgrpo_verl.probes.rules.flagged`)."""
     spec = RULES[rule]
     content = _AUTHORING.format(
         rule=spec.name,
@@ -48,6 +58,7 @@ def authoring_messages(rule: str, record: Record, rationale: str | None) -> Mess
         context=slots.context(record),
         answer=slots.answer_display(record),
         rationale=(rationale or "").strip() or "(none given)",
+        answer_policy=ANSWER_NEEDED if spec.needs_answer else KEEP_ANSWER_HIDDEN,
         not_applicable=NOT_APPLICABLE,
     )
     return [{"role": "user", "content": content}]

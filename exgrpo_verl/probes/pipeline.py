@@ -24,7 +24,7 @@ from exgrpo_verl.probes import filters, messages, writers
 from exgrpo_verl.probes.cache import CompletionCache
 from exgrpo_verl.probes.endpoint_check import check_at_start
 from exgrpo_verl.probes.filters import RejectionBand
-from exgrpo_verl.probes.rules import RULE_NAMES, TemplateResult, check_rule_names, template_probes
+from exgrpo_verl.probes.rules import RULE_NAMES, TemplateResult, check_rule_names, flagged, template_probes
 from exgrpo_verl.probes.teacher import ChatClient, EndpointConfig, RequestCounts
 from exgrpo_verl.prompts import question_messages
 from exgrpo_verl.schema import Probe
@@ -197,7 +197,8 @@ class _Builder:
             elif result == "":
                 outcome.not_applicable[rule] = "teacher: not applicable"
             else:
-                outcome.probes.append(ProbeState({"rule": rule, "question": result, "teacher_answer": None}))
+                probe = flagged({"rule": rule, "question": result, "teacher_answer": None}, record)
+                outcome.probes.append(ProbeState(probe))
 
     async def _author(self, rule: str, record: Record, rationale: str | None) -> str | None:
         """The teacher's probe, "" when it declined, None when the request failed."""
@@ -380,16 +381,20 @@ def _stats(config: BuildConfig, loaded: LoadResult, outcomes: list[QuestionOutco
                 counter["in_dropped_question"] += 1
             else:
                 counter["kept"] += 1
+                counter["kept_revealing"] += bool(state.probe.get("reveals_answer"))
         if outcome.drop_reason is not None:
             dropped[outcome.drop_reason] += 1
     kept = [outcome for outcome in outcomes if outcome.drop_reason is None]
     kept_probes = sum(len(outcome.surviving()) for outcome in kept)
+    askable = [sum(not state.probe.get("reveals_answer") for state in outcome.surviving()) for outcome in kept]
     order = ("generated", "kept", "not_applicable", "authoring_failed", "request_failed", "no_final_answer")
     order += ("inconsistent", "in_dropped_question")
     rule_stats = {
         rule: {key: counter[key] for key in order} | {"not_applicable_reasons": dict(sorted(reasons[rule].items()))}
         for rule, counter in rules.items()
     }
+    for rule, counter in rules.items():
+        rule_stats[rule]["kept_revealing"] = counter["kept_revealing"]  # kept probes flagged reveals_answer
     return {
         "config": config.describe(),
         "questions": {
@@ -408,6 +413,11 @@ def _stats(config: BuildConfig, loaded: LoadResult, outcomes: list[QuestionOutco
         },
         "rules": rule_stats,
         "probes_per_kept_question": round(kept_probes / len(kept), 4) if kept else 0.0,
+        # Probes the rollout asks under exgrpo.revealing_probes=exclude (kept and not revealing the answer).
+        "askable_probes_per_kept_question": round(sum(askable) / len(kept), 4) if kept else 0.0,
+        "kept_questions_with_revealing_probes": sum(
+            any(state.probe.get("reveals_answer") for state in outcome.surviving()) for outcome in kept
+        ),
         "outputs": {"rl_rows": len(kept), "sft_rows": sft_count},
     }
 
@@ -422,6 +432,7 @@ def _probe_log(outcomes: list[QuestionOutcome]) -> list[dict[str, Any]]:
                     "rule": state.probe["rule"],
                     "question": state.probe["question"],
                     "teacher_answer": state.probe.get("teacher_answer"),
+                    "reveals_answer": bool(state.probe.get("reveals_answer")),
                     "status": state.status if state.status != "kept" else (outcome.drop_reason or "kept"),
                     "student_correct": state.student_correct,
                 }

@@ -12,6 +12,13 @@ Probes are self-contained: the probe-dialogue rollout asks them *before* the ori
 so each one restates the problem it is about. Template probes with a checkable answer (GSM8K
 Socratic sub-questions, the hidden number of an inverse probe, the corrected step of an
 error-diagnosis probe) carry it as ``teacher_answer``; the others carry None.
+
+Because the original question comes last, a probe that states or implies its answer would turn
+that last turn into copying. The templates ask without giving the answer away where they can
+(``cause`` does not state it, ``step_justification`` and ``error_diagnosis`` quote a step that does
+not hold it, option rules name a wrong option only when three or more remain, and every rule of a
+question names the same one); a probe that still does (``inverse`` needs the answer) carries
+``reveals_answer: True``, set by the rule or by :func:`exgrpo_verl.probes.reveals.reveals_answer`.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from exgrpo_verl.answers.numbers import is_plain_number, numbers_equal, parse_number
 from exgrpo_verl.data_sources import AnswerType
 from exgrpo_verl.datasets.record import Record
 from exgrpo_verl.probes import slots
+from exgrpo_verl.probes.reveals import mentions_answer, reveals_answer
 from exgrpo_verl.schema import Probe
 
 
@@ -42,10 +51,12 @@ class EIRule:
     summary: str
     teacher_instruction: str
     template: TemplateFn
+    needs_answer: bool = False
+    """The probe states the answer by its nature (``inverse``): always flagged ``reveals_answer``."""
 
 
-def _probe(rule: str, question: str, reference: str | None = None) -> Probe:
-    return {"rule": rule, "question": question.strip(), "teacher_answer": reference}
+def _probe(rule: str, question: str, reference: str | None = None, reveals: bool = False) -> Probe:
+    return {"rule": rule, "question": question.strip(), "teacher_answer": reference, "reveals_answer": reveals}
 
 
 def _boxed(value: str) -> str:
@@ -69,6 +80,17 @@ def _other_labels(gold: str, labels: Sequence[str]) -> list[str]:
     return [label for label in labels if label != gold]
 
 
+def _distractor(record: Record, gold: str, labels: Sequence[str]) -> str | None:
+    """The one wrong option (or NLI label) every rule of this question names: picked per question,
+    not per rule, so the probes of a dialogue together rule out at most one option. An option
+    whose text holds the answer's ("free will" for "will", a duplicate) is never named; None when
+    no other option is left."""
+    others = _other_labels(gold, labels)
+    if record.choices:
+        others = [label for label in others if not mentions_answer(f"({label}) {record.choices[label]}", record)]
+    return _pick(record, "distractor", others) if others else None
+
+
 _NLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
@@ -90,6 +112,19 @@ def _solution_numbers(rationale: str | None) -> set[float]:
     return {slot.value for slot in slots.numbers(rationale or "")}
 
 
+def _gold_value(record: Record) -> float | None:
+    """The answer as a number, when it is one (GSM8K, numeric TabMWP, a MATH integer)."""
+    return parse_number(record.answer) if is_plain_number(record.answer) else None
+
+
+def _other_value(value: float, avoid: float | None) -> float:
+    """A plausible changed value (see slots.perturbed) that is not the gold answer."""
+    for candidate in (slots.perturbed(value), value + 1, value + 2, value * 2 + 1):
+        if candidate != value and (avoid is None or not numbers_equal(candidate, avoid)):
+            return candidate
+    return value + 3
+
+
 def _preferred_numbers(record: Record, rationale: str | None, once: bool) -> list[slots.NumberSlot]:
     """Question numbers the solution uses (all of them when it uses none we can see)."""
     found = _question_numbers(record)
@@ -107,12 +142,22 @@ def _preferred_numbers(record: Record, rationale: str | None, once: bool) -> lis
 def counterfactual(record: Record, rationale: str | None) -> list[Probe] | NotApplicable:
     """Change one condition (a number, an option, the hypothesis) and ask how the answer changes."""
     name, kind, context = "counterfactual", record.answer_type, slots.context(record)
-    if kind is AnswerType.CHOICE and _gold_label(record):
+    gold = _gold_label(record)
+    removed = _distractor(record, gold, list(record.choices)) if gold and record.choices else None
+    if kind is AnswerType.CHOICE and removed and record.choices and len(record.choices) >= 3:
         return [
             _probe(
                 name,
-                f"{context}\n\nSuppose option ({_gold_label(record)}) were removed from the answer choices. "
-                "Which of the remaining options would then be the best answer, and why?",
+                f"{context}\n\nSuppose option ({removed}) {record.choices[removed]} were removed from the answer "
+                "choices. Would the best answer change? Explain why or why not.",
+            )
+        ]
+    if kind is AnswerType.CHOICE and gold:
+        return [
+            _probe(
+                name,
+                f"{context}\n\nWhat would have to be different in the question for the other option to be the "
+                "best answer? Name the fact that would have to change, and explain why it would flip the answer.",
             )
         ]
     if kind is AnswerType.YES_NO:
@@ -124,7 +169,7 @@ def counterfactual(record: Record, rationale: str | None) -> list[Probe] | NotAp
             )
         ]
     if kind is AnswerType.NLI:
-        target = _pick(record, name, _other_labels(record.answer, _NLI_LABELS))
+        target = _pick(record, "distractor", _other_labels(record.answer, _NLI_LABELS))
         return [
             _probe(
                 name,
@@ -144,7 +189,7 @@ def counterfactual(record: Record, rationale: str | None) -> list[Probe] | NotAp
     if not candidates:
         return NotApplicable("no number in the question to change")
     slot = _pick(record, name, candidates)
-    new = slots.format_number(slots.perturbed(slot.value))
+    new = slots.format_number(_other_value(slot.value, _gold_value(record)))
     variant = record.question[: slot.start] + new + record.question[slot.end :]
     return [
         _probe(
@@ -185,16 +230,20 @@ def step_justification(record: Record, rationale: str | None) -> list[Probe] | N
     steps = slots.steps(rationale)
     if not steps:
         return NotApplicable("no rationale steps to justify")
-    # A step that only states the final answer ("Therefore, the answer is \boxed{9}.") says nothing to justify.
+    # Quoting the final step, or any step that holds the answer, would give it away; a step that only
+    # states the final answer ("Therefore, the answer is \boxed{9}.") says nothing to justify anyway.
+    clean = [step for step in steps[:-1] if "\\boxed" not in step and not mentions_answer(step, record)]
+    # An NLI explanation, or a one-step solution, is the whole reason for the answer.
+    reveals = not clean or len(steps) == 1 or record.answer_type is AnswerType.NLI
     steps = [step for step in steps if "\\boxed" not in step] or steps
-    worked = [step for step in steps if slots.equations(step)]
-    step = _pick(record, name, worked or steps)
+    worked = [step for step in clean or steps if slots.equations(step)]
+    step = _pick(record, name, worked or clean or steps)
     operations = [op for equation in slots.equations(step) for op in equation.operations]
     if len(set(operations)) == 1:
         ask = f"Why is {operations[0]} the right operation in this step, and why is the step needed?"
     else:
         ask = "Why is this step needed, and why is it justified?"
-    return [_probe(name, f'{context}\n\nA solution contains the step:\n"{step}"\n\n{ask}')]
+    return [_probe(name, f'{context}\n\nA solution contains the step:\n"{step}"\n\n{ask}', reveals=reveals)]
 
 
 def inverse(record: Record, rationale: str | None) -> list[Probe] | NotApplicable:
@@ -216,6 +265,7 @@ def inverse(record: Record, rationale: str | None) -> list[Probe] | NotApplicabl
             f"{masked.strip()}\n\nThe answer to the {_noun(record)} is {record.answer}. "
             f"Working backwards from the answer, what is the value of {symbol}?",
             _boxed(slots.format_number(slot.value)),
+            reveals=True,
         )
     ]
 
@@ -230,7 +280,7 @@ def principle(record: Record, rationale: str | None) -> list[Probe] | NotApplica
         used = operations[0] if len(operations) == 1 else ", ".join(operations[:-1]) + f" and {operations[-1]}"
         ask = f"A solution to this problem uses {used}. What general principle makes each the right operation here?"
     else:
-        ask = "What general principle, rule or fact is needed to answer this? State it, then show how it applies here."
+        ask = "What general principle, rule or fact is needed to answer this? Name it, then explain how it applies."
     return [_probe(name, f"{context}\n\n{ask}")]
 
 
@@ -248,11 +298,17 @@ def assumption(record: Record, rationale: str | None) -> list[Probe] | NotApplic
 def error_diagnosis(record: Record, rationale: str | None) -> list[Probe] | NotApplicable:
     """Show a wrong step (a checked equation with a wrong result) or a wrong answer; ask for the error."""
     name, kind, context = "error_diagnosis", record.answer_type, slots.context(record)
-    worked = [(step, eq) for step in slots.steps(rationale) for eq in slots.equations(step)]
+    gold_value = _gold_value(record)
+    worked = []
+    for step in slots.steps(rationale):
+        for equation in slots.equations(step):
+            wrong = slots.format_number(_other_value(float(equation.rhs.replace(",", "")), gold_value))
+            corrupted = step[: equation.rhs_start] + wrong + step[equation.rhs_end :]
+            # The corrected result is the answer when the step is the final one: that gives it away.
+            reveals = mentions_answer(corrupted, record) or mentions_answer(equation.rhs, record)
+            worked.append((reveals, equation, wrong, corrupted))
     if worked:
-        step, equation = _pick(record, name, worked)
-        wrong = slots.format_number(slots.perturbed(float(equation.rhs.replace(",", ""))))
-        corrupted = step[: equation.rhs_start] + wrong + step[equation.rhs_end :]
+        reveals, equation, wrong, corrupted = _pick(record, name, [w for w in worked if not w[0]] or worked)
         reference = f"The step is wrong: {equation.lhs} = {equation.rhs}, not {wrong}.\n\n{_boxed(equation.rhs)}"
         return [
             _probe(
@@ -260,28 +316,30 @@ def error_diagnosis(record: Record, rationale: str | None) -> list[Probe] | NotA
                 f'{context}\n\nA student\'s solution contains this step:\n"{corrupted}"\n\n'
                 "Is the step correct? If it is not, explain the mistake and correct it.",
                 reference,
+                reveals=reveals,
             )
         ]
     gold = _gold_label(record)
-    if record.choices and gold:
-        wrong_label = _pick(record, name, _other_labels(gold, list(record.choices)))
+    wrong_label = _distractor(record, gold, list(record.choices)) if gold and record.choices else None
+    if record.choices and wrong_label and len(record.choices) >= 3:
         return [
             _probe(
                 name,
                 f"{context}\n\nA student chose ({wrong_label}) {record.choices[wrong_label]}. "
-                "What is wrong with that choice?",
+                "What is wrong with picking it?",
             )
         ]
-    if kind is AnswerType.YES_NO:
-        opposite = "no" if record.answer == "yes" else "yes"
+    if kind is AnswerType.YES_NO or (record.choices and gold):
+        # Naming the wrong one of two answers would give the right one away.
         return [
             _probe(
                 name,
-                f'{context}\n\nA student answered "{opposite}". What mistake in reasoning could lead to that answer?',
+                f"{context}\n\nWhat mistake in reasoning would lead someone to the wrong answer here? Explain the "
+                "mistake and why it leads astray.",
             )
         ]
     if kind is AnswerType.NLI:
-        wrong_label = _pick(record, name, _other_labels(record.answer, _NLI_LABELS))
+        wrong_label = _pick(record, "distractor", _other_labels(record.answer, _NLI_LABELS))
         return [
             _probe(
                 name, f"{context}\n\nA student labelled this pair as {wrong_label}. What is wrong with that judgement?"
@@ -300,11 +358,11 @@ def generalization(record: Record, rationale: str | None) -> list[Probe] | NotAp
             seen.append(slot.token)
     if len(seen) < 2:
         return NotApplicable("fewer than two given numbers to replace by symbols")
-    listed = ", ".join(seen[:4])
+    # The numbers are not listed again: when the answer is one of them, the list would repeat it.
     return [
         _probe(
             "generalization",
-            f"{slots.context(record)}\n\nReplace the given numbers ({listed}) with letters and write a general "
+            f"{slots.context(record)}\n\nReplace each of the given numbers with a letter and write a general "
             "formula for the answer in terms of those letters. Then check that it gives the right answer for "
             f"this {_noun(record)}'s numbers.",
         )
@@ -328,13 +386,12 @@ def analogy(record: Record, rationale: str | None) -> list[Probe] | NotApplicabl
 
 
 def cause(record: Record, rationale: str | None) -> list[Probe] | NotApplicable:
-    """Given the answer, ask what in the question causes it."""
-    shown = slots.answer_display(record)
+    """Ask what in the question decides its answer (without saying what the answer is)."""
     return [
         _probe(
             "cause",
-            f"{slots.context(record)}\n\nThe correct answer is {shown}. What in the {_noun(record)} causes the "
-            f"answer to be {shown} and not something else? Point to the facts that decide it.",
+            f"{slots.context(record)}\n\nWhat in the {_noun(record)} decides its answer? Point to the facts that "
+            "decide it, and explain why they lead to that answer and not to another one.",
         )
     ]
 
@@ -370,6 +427,7 @@ RULES: dict[str, EIRule] = {
             "backwards from the answer to recover it. Example: 'Given the result 3 and that 2 were given away, "
             "what operation finds the start?'",
             inverse,
+            needs_answer=True,
         ),
         EIRule(
             "principle",
@@ -408,7 +466,7 @@ RULES: dict[str, EIRule] = {
         ),
         EIRule(
             "cause",
-            "state the answer and ask what in the question causes it",
+            "ask which facts of the question decide its answer",
             "Ask what causes the answer to be what it is: which facts of the problem decide it, and why. "
             "Example: 'Does the order of 5 - 2 versus 2 - 5 matter?'",
             cause,
@@ -446,5 +504,12 @@ def template_probes(record: Record, rationale: str | None = None, rules: Sequenc
         if isinstance(outcome, NotApplicable):
             result.not_applicable[name] = outcome.reason
         else:
-            result.probes.extend(outcome)
+            result.probes.extend(flagged(probe, record) for probe in outcome)
     return result
+
+
+def flagged(probe: Probe, record: Record) -> Probe:
+    """``probe`` with ``reveals_answer`` set: what its rule knows, or what the checkers find in its text."""
+    rule = RULES.get(probe["rule"])
+    reveals = bool(probe.get("reveals_answer")) or (rule is not None and rule.needs_answer)
+    return {**probe, "reveals_answer": reveals or reveals_answer(probe["question"], record)}

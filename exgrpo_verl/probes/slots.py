@@ -23,6 +23,7 @@ _OPERAND = rf"\(*{_AMOUNT}\)*{_UNIT}?"
 _EQUATION = re.compile(
     rf"(?P<lhs>{_OPERAND}(?:\s*[-+*/×÷x]\s*{_OPERAND})+)\s*=\s*\$?(?P<rhs>-?(?:\d[\d,]*(?:\.\d+)?|\.\d+))(?![\d.]\d)"
 )
+_EXPRESSION = re.compile(rf"{_OPERAND}(?:\s*[-+*/×÷x]\s*{_OPERAND})+")
 _UNIT_AFTER_AMOUNT = re.compile(rf"(?<=[\d%)]){_UNIT}")
 _TIMES_X = re.compile(r"(?<=[\d%)\s])x(?=[\s($\d])")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -146,6 +147,18 @@ def equations(text: str) -> list[Equation]:
         if value is not None and abs(value - target) <= 1e-6 * max(1.0, abs(target)):
             found.append(Equation(lhs, rhs, match.start("rhs"), match.end("rhs"), expression))
     return found
+
+
+def arithmetic_values(text: str) -> list[float]:
+    """The values of the arithmetic written in ``text`` with or without a result ("9 * 2",
+    "$20/hour x 35 hours", "16 - 3 - 4 = 9"): a quoted step says its result even when the
+    result itself is changed or left out."""
+    values = []
+    for match in _EXPRESSION.finditer(text):
+        value = arithmetic_value(plain_arithmetic(match.group(0)))
+        if value is not None:
+            values.append(value)
+    return values
 
 
 def is_numeric(record: Record) -> bool:

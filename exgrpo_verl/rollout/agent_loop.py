@@ -33,6 +33,10 @@ GROUP_SIZE_KEY = "exgrpo_group_size"
 # extra_fields written by the loop (they reach the reward function's extra_info and the metrics).
 SCENARIO_FIELD = "exgrpo_scenario"
 PROBE_RULES_FIELD = "exgrpo_probe_rules"
+PROBE_REVEALS_FIELD = "exgrpo_probe_reveals"
+"""Per asked probe, whether it is flagged reveals_answer (all False with exgrpo.revealing_probes=exclude)."""
+EXCLUDED_PROBES_FIELD = "exgrpo_excluded_probes"
+"""How many of the row's probes were not asked because they reveal the answer."""
 NUM_PROBES_FIELD = "exgrpo_num_probes"
 NUM_TURNS_FIELD = "exgrpo_num_turns"
 TRUNCATED_FIELD = "exgrpo_truncated"
@@ -47,6 +51,11 @@ MAX_STEPS_FIELD = "max_global_steps"
 
 class MissingSessionError(RuntimeError):
     """The loop was not told which trajectory of its group it is, so it cannot balance scenarios."""
+
+
+class UnflaggedProbesError(ValueError):
+    """A row's probes carry no reveals_answer flag (written before it existed), so ``exclude`` cannot
+    tell which ones give the answer away."""
 
 
 @register(PROBE_AGENT_NAME)
@@ -66,6 +75,12 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
             extra_info = {}
         row = extra_info.get("index", kwargs.get("index", "?"))
         probes = parse_probes(extra_info, row)
+        if self.settings.revealing_probes == "exclude" and any(p.get("reveals_answer") is None for p in probes):
+            raise UnflaggedProbesError(
+                f"row {row}: extra_info.probes carry no reveals_answer flag (the file predates it), so the probes "
+                "that give the answer away cannot be left out. Rebuild the RL data with ei-build, or set "
+                "exgrpo.revealing_probes=allow to ask every probe."
+            )
         session_id = kwargs.get(SESSION_KEY)
         if session_id is None:
             raise MissingSessionError(
@@ -174,6 +189,8 @@ class ProbeDialogueAgentLoop(AgentLoopBase):
                 FINAL_RESPONSE_KEY: final_text,
                 SCENARIO_FIELD: plan.scenario.value,
                 PROBE_RULES_FIELD: [probe["rule"] for probe in plan.probes],
+                PROBE_REVEALS_FIELD: [bool(probe.get("reveals_answer")) for probe in plan.probes],
+                EXCLUDED_PROBES_FIELD: plan.excluded,
                 NUM_PROBES_FIELD: len(plan.probes),
                 NUM_TURNS_FIELD: len(messages),
                 TRUNCATED_FIELD: not finished,

@@ -12,7 +12,9 @@ from statistics import fmean
 from typing import Any
 
 from exgrpo_verl.rollout.agent_loop import (
+    EXCLUDED_PROBES_FIELD,
     NO_PROBES_FIELD,
+    PROBE_REVEALS_FIELD,
     PROBE_RULES_FIELD,
     SCENARIO_FIELD,
     TRUNCATED_FIELD,
@@ -21,6 +23,11 @@ from exgrpo_verl.rollout.group_rewards import BONUS_KEY, FIRED_KEY, OUTCOME_KEY
 from exgrpo_verl.rollout.scenarios import Scenario
 
 PREFIX = "exgrpo/"
+
+
+def _sequence(value: Any) -> list:
+    """A per-trajectory list field, which may arrive as a list, a numpy array or None."""
+    return [] if value is None else list(value)
 
 
 def rollout_metrics(trajectories: Iterable[Mapping[str, Any]]) -> dict[str, float]:
@@ -63,6 +70,11 @@ def rollout_metrics(trajectories: Iterable[Mapping[str, Any]]) -> dict[str, floa
         metrics["p_full"] = fmean(p_full)
         metrics["p_partial"] = fmean(p_partial)
         metrics["dsu_fire_rate"] = fmean(fired)
+    # Of the probes asked this step, the share that states or implies the answer (0 with
+    # exgrpo.revealing_probes=exclude); and how many a dialogue left out for that reason.
+    reveals = [bool(flag) for row in rows for flag in _sequence(row.get(PROBE_REVEALS_FIELD))]
+    metrics["probes/revealing_fraction"] = fmean(reveals) if reveals else 0.0
+    metrics["probes/excluded/mean"] = fmean(float(row.get(EXCLUDED_PROBES_FIELD) or 0) for row in rows)
     by_rule: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         for rule in row.get(PROBE_RULES_FIELD) or ():

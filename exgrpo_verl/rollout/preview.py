@@ -35,8 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+REVEALS_MARK = "reveals answer"
+
+
 def _turns(tokenizer: Any, output: Any) -> list[tuple[str, str]]:
-    """(role, text) pairs of a dialogue: the prompt, then mask-0 (injected) and mask-1 (student) runs."""
+    """(role, text) pairs of a dialogue: the prompt, then mask-0 (injected) and mask-1 (student) runs.
+    A user turn that asks a probe flagged reveals_answer is marked."""
     turns = [("user", tokenizer.decode(output.prompt_ids, skip_special_tokens=True))]
     start = 0
     for flag, run in itertools.groupby(output.response_mask):
@@ -44,7 +48,33 @@ def _turns(tokenizer: Any, output: Any) -> list[tuple[str, str]]:
         text = tokenizer.decode(output.response_ids[start : start + length], skip_special_tokens=True)
         turns.append(("student" if flag else "user", text))
         start += length
+    flags = list(output.extra_fields.get("exgrpo_probe_reveals") or [])
+    user_turns = [index for index, (role, _) in enumerate(turns) if role == "user"]
+    for probe, index in enumerate(user_turns[: len(flags)]):
+        if flags[probe]:
+            turns[index] = (f"user, {REVEALS_MARK}", turns[index][1])
     return turns
+
+
+def _rules(rules: list[str], flags: list[bool]) -> str:
+    """The rules of the asked probes, a flagged one marked: "cause, inverse (reveals answer)"."""
+    marked = [f"{rule} ({REVEALS_MARK})" if flag else rule for rule, flag in zip(rules, flags, strict=False)]
+    return ", ".join(marked + list(rules[len(marked) :])) or "none"
+
+
+def _row_probes(row: dict) -> str:
+    """One line on a row's probes: how many, which reveal the answer, and whether the rollout asks them."""
+    from exgrpo_verl.schema import parse_probes
+
+    probes = parse_probes(row["extra_info"], row["extra_info"].get("index", "?"))
+    flagged = [p["rule"] for p in probes if p.get("reveals_answer")]
+    unknown = sum(p.get("reveals_answer") is None for p in probes)
+    line = f"{len(probes)} probes, {len(flagged)} flagged {REVEALS_MARK}"
+    if flagged:
+        line += f" ({', '.join(flagged)})"
+    if unknown:
+        line += f", {unknown} without the flag (built before it existed)"
+    return line
 
 
 def _show(text: str, width: int = 100) -> str:
@@ -117,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"\n=== Question {row_index} [{row['data_source']}] gold: {gold}")
         print(f"    {_show(row['prompt'][-1]['content'])}")
+        print(f"    {_row_probes(row)}; exgrpo.revealing_probes={settings.revealing_probes}")
         for session, (output, outcome) in enumerate(zip(outputs, outcomes, strict=True)):
             fields = output.extra_fields
             print(
                 f"\n--- Trajectory {session}: Scenario {fields['exgrpo_scenario']} "
-                f"({fields['exgrpo_num_probes']} probes: {', '.join(fields['exgrpo_probe_rules']) or 'none'})"
+                f"({fields['exgrpo_num_probes']} probes: "
+                f"{_rules(list(fields['exgrpo_probe_rules']), list(fields.get('exgrpo_probe_reveals') or []))})"
                 + (" [truncated]" if fields["exgrpo_truncated"] else "")
             )
             for role, text in _turns(server.tokenizer, output):

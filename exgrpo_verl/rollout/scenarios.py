@@ -3,7 +3,8 @@
 Assignment is a function of a trajectory's index in its uid group (verl's ``session_id``), so it
 is fixed before generation, balanced (exactly round(n * full_fraction) Scenario-A trajectories per
 group) and reproducible. Probe sampling is seeded by (seed, question, session), so reruns ask the
-same probes.
+same probes. With ``exgrpo.revealing_probes=exclude`` (the default) the probes flagged
+``reveals_answer`` are set aside before sampling.
 """
 
 from __future__ import annotations
@@ -46,7 +47,18 @@ class DialoguePlan:
     probes: tuple[Probe, ...]
     """The probes this dialogue asks, in order, before the original question."""
     available: int
-    """How many probes the row had (a row with fewer than k asks what it has)."""
+    """How many probes the dialogue could ask (a row with fewer than k asks what it has)."""
+    excluded: int = 0
+    """How many of the row's probes were set aside because they reveal the answer."""
+
+
+def askable_probes(settings: ExGRPOSettings, probes: Sequence[Probe]) -> list[Probe]:
+    """The probes a dialogue may ask: all of them with ``allow``; with ``exclude`` those not flagged
+    ``reveals_answer`` (a probe without the flag counts as not revealing; the agent loop refuses rows
+    written before the flag existed)."""
+    if settings.revealing_probes == "allow":
+        return list(probes)
+    return [probe for probe in probes if not probe.get("reveals_answer")]
 
 
 def plan_dialogue(
@@ -56,8 +68,11 @@ def plan_dialogue(
     session_id: int,
     group_size: int,
 ) -> DialoguePlan:
-    """Sample k probes without replacement; Scenario B keeps the first k' of them."""
+    """Sample k askable probes without replacement; Scenario B keeps the first k' of them."""
     scenario = scenario_for(session_id, group_size, settings.full_fraction)
+    excluded = len(probes)
+    probes = askable_probes(settings, probes)
+    excluded -= len(probes)
     rng = _rng(settings.seed, question_key, session_id)
     k = min(settings.num_probes, len(probes))
     chosen = [probes[i] for i in rng.sample(range(len(probes)), k)]
@@ -67,4 +82,4 @@ def plan_dialogue(
         else:
             k_partial = settings.partial_probes
         chosen = chosen[:k_partial]
-    return DialoguePlan(scenario, tuple(chosen), len(probes))
+    return DialoguePlan(scenario, tuple(chosen), len(probes), excluded)

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_KEY = "exgrpo"
+REVEALING_PROBES_MODES = ("exclude", "allow")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class ExGRPOSettings:
     """Token cap for the answer to the original question."""
     seed: int = 0
     """Seed for probe sampling (with the question and the trajectory's index in its group)."""
+    revealing_probes: str = "exclude"
+    """"exclude": never ask a probe flagged ``reveals_answer`` (it states or implies the gold answer, which
+    would turn the final question into copying and let r_dsu reward that); "allow": ask every probe, as the
+    paper does (ours)."""
     aux_sft_coef: float = 0.1
     """λ of the auxiliary teacher-forced NLL on teacher probe answers (Eq.8, ours: the paper trains
     with the term but gives no weight); 0 disables it. Above 0 it needs the v1 trainer in the
@@ -62,6 +67,8 @@ class ExGRPOSettings:
             raise ValueError(f"exgrpo.full_fraction must be in [0, 1], got {self.full_fraction}")
         if self.probe_max_tokens <= 0 or self.final_max_tokens <= 0:
             raise ValueError("exgrpo.probe_max_tokens and exgrpo.final_max_tokens must be positive")
+        if self.revealing_probes not in REVEALING_PROBES_MODES:
+            raise ValueError(f"exgrpo.revealing_probes must be 'exclude' or 'allow', got {self.revealing_probes!r}")
         if self.aux_sft_coef < 0:
             raise ValueError(f"exgrpo.aux_sft_coef must be >= 0, got {self.aux_sft_coef}")
 
