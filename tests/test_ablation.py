@@ -408,7 +408,7 @@ def test_rerun_skips_finished_arms_and_evaluations(workspace, monkeypatch):
     assert stand_in.calls == [("train", "exgrpo_aux"), ("eval", "exgrpo_aux"), ("train", "exgrpo"), ("eval", "exgrpo")]
     assert out.count("finished before, skipped") == 3
     report = (workspace / "out_resume" / "report.md").read_text()
-    for name in ("sft", "grpo", "exgrpo_plain", "exgrpo_aux", "exgrpo", "paper: + r_dsu = ExGRPO (exgrpo)"):
+    for name in ("sft", "grpo", "exgrpo_plain", "exgrpo_aux", "exgrpo", "paper Qwen2.5-7B: + r_dsu = ExGRPO (exgrpo)"):
         assert f"| {name} |" in report, name
     assert (workspace / "out_resume" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -38,11 +38,11 @@ PAPER_REFERENCES: tuple[Reference, ...] = (
 # The paper's ablation (Table 3, Qwen2.5-7B-Instruct, held-in averages), each row named by the arm of
 # `python -m exgrpo_verl ablation` that reproduces it. The plain-GRPO baseline has no paper row.
 ABLATION_REFERENCES: tuple[Reference, ...] = (
-    Reference("paper: SFT on EI data (sft)", 79.17),
-    Reference("paper: + RL (exgrpo_plain)", 80.13),
-    Reference("paper: + L_SFT-aux (exgrpo_aux)", 81.23),
-    Reference("paper: + r_dsu = ExGRPO (exgrpo)", 82.54),
-    Reference("paper: RL without SFT warm-up (exgrpo_no_sft)", 15.99),
+    Reference("paper Qwen2.5-7B: SFT on EI data (sft)", 79.17),
+    Reference("paper Qwen2.5-7B: + RL (exgrpo_plain)", 80.13),
+    Reference("paper Qwen2.5-7B: + L_SFT-aux (exgrpo_aux)", 81.23),
+    Reference("paper Qwen2.5-7B: + r_dsu = ExGRPO (exgrpo)", 82.54),
+    Reference("paper Qwen2.5-7B: RL without SFT warm-up (exgrpo_no_sft)", 15.99),
 )
 
 REFERENCE_SETS = {"main": PAPER_REFERENCES, "ablation": ABLATION_REFERENCES}
