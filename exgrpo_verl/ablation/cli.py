@@ -70,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     parser.add_argument("--dry-run", action="store_true", help="print every command instead of running it")
-    parser.add_argument("overrides", nargs="*", help="hydra overrides for every training arm (after --)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="-- OVERRIDE", help="hydra overrides for every training arm, after --"
+    )
 
 
 @dataclass(frozen=True)
