@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ei-check-data": ("exgrpo_verl.data_preprocess.check_data", "load a dataset and report malformed rows"),
     "eval": ("exgrpo_verl.eval.cli", "single-turn accuracy of a model on the twelve datasets (resumable)"),
     "report": ("exgrpo_verl.eval.report", "markdown table and bar chart of eval results"),
+    "ablation": ("exgrpo_verl.ablation.cli", "the paper's ablation (Table 3) against plain GRPO: train, eval, report"),
 }
 
 

@@ -37,7 +37,14 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic:UserWarning")
 
 RECIPES = REPO_ROOT / "recipes"
-SCRIPTS = ("run_sft_warmup.sh", "run_exgrpo_fsdp.sh", "run_exgrpo_megatron.sh", "latest_hf.sh", "common.sh")
+SCRIPTS = (
+    "run_sft_warmup.sh",
+    "run_exgrpo_fsdp.sh",
+    "run_exgrpo_megatron.sh",
+    "run_grpo_fsdp.sh",
+    "latest_hf.sh",
+    "common.sh",
+)
 GPU_STUDENTS = ("qwen2_5_7b_instruct", "gemma_7b_it", "llama3_1_8b_instruct", "smoke")
 RESOLVE = ("--cfg", "job", "--resolve")
 MANAGER = "exgrpo_verl.rollout.ExGRPOAgentLoopManager"
@@ -768,6 +775,8 @@ def test_every_key_a_recipe_sets_exists_in_verl(verl_bases):
     checks = [("exgrpo_fsdp.yaml", ["dp"]), ("exgrpo_megatron.yaml", ["megatron"]), ("exgrpo_cpu.yaml", ["dp"])]
     checks += [("exgrpo_common.yaml", ["dp", "megatron"]), ("sft_warmup.yaml", ["sft_fsdp", "sft_megatron"])]
     checks += [("sft_common.yaml", ["sft_fsdp", "sft_megatron"]), ("sft_cpu.yaml", ["sft_fsdp"])]
+    # plain GRPO, the ablation's baseline (FSDP)
+    checks += [("grpo_fsdp.yaml", ["dp"]), ("grpo_common.yaml", ["dp"])]
     checks += [(f"student/{s}.yaml", ["dp", "megatron"]) for s in GPU_STUDENTS]
     checks += [(f"sft_student/{s}.yaml", ["sft_fsdp", "sft_megatron"]) for s in GPU_STUDENTS]
     # the CPU student trains with FSDP only (the run scripts refuse Megatron with it)
@@ -874,6 +883,7 @@ def test_dry_run_prints_stock_verl_commands(workspace):
         ("run_sft_warmup.sh", {"DATA_DIR": "ei", "ENGINE": "deepspeed"}, "ENGINE must be fsdp or megatron"),
         ("run_sft_warmup.sh", {"DATA_DIR": "ei", "STUDENT": "cpu", "ENGINE": "megatron"}, "STUDENT=cpu trains with"),
         ("run_exgrpo_megatron.sh", {"DATA_DIR": "ei", "STUDENT": "cpu"}, "use run_exgrpo_fsdp.sh"),
+        ("run_grpo_fsdp.sh", {"DATA_DIR": "ei", "MODEL_PATH": "m"}, "set TRAIN_FILES: single-turn rows"),
     ],
 )
 def test_scripts_refuse_bad_settings(workspace, script, env, message):

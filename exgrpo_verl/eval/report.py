@@ -35,19 +35,37 @@ PAPER_REFERENCES: tuple[Reference, ...] = (
     Reference("paper: Gemma-7b ExGRPO", 67.19),
 )
 
+# The paper's ablation (Table 3, Qwen2.5-7B-Instruct, held-in averages), each row named by the arm of
+# `python -m exgrpo_verl ablation` that reproduces it. The plain-GRPO baseline has no paper row.
+ABLATION_REFERENCES: tuple[Reference, ...] = (
+    Reference("paper Qwen2.5-7B: SFT on EI data (sft)", 79.17),
+    Reference("paper Qwen2.5-7B: + RL (exgrpo_plain)", 80.13),
+    Reference("paper Qwen2.5-7B: + L_SFT-aux (exgrpo_aux)", 81.23),
+    Reference("paper Qwen2.5-7B: + r_dsu = ExGRPO (exgrpo)", 82.54),
+    Reference("paper Qwen2.5-7B: RL without SFT warm-up (exgrpo_no_sft)", 15.99),
+)
+
+REFERENCE_SETS = {"main": PAPER_REFERENCES, "ablation": ABLATION_REFERENCES}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Markdown table and bar chart of eval results (runs x datasets, with averages)."
     parser.add_argument("results", nargs="+", help="results files written by `eval --out`")
     parser.add_argument("--out", help="markdown file (default: print)")
     parser.add_argument("--plot", help="PNG file for a grouped bar chart (needs matplotlib: exgrpo_verl[plot])")
+    parser.add_argument(
+        "--reference",
+        choices=sorted(REFERENCE_SETS),
+        default="main",
+        help="the paper's rows to add: main (zero-shot and ExGRPO per student) or ablation (Table 3)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="leave out the paper's published averages")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         runs = load_results(args.results)
-        references = () if args.no_reference else PAPER_REFERENCES
+        references = () if args.no_reference else REFERENCE_SETS[args.reference]
         markdown = build_markdown(runs, references)
         if args.plot:
             from exgrpo_verl.eval.plot import grouped_bar_chart
