@@ -59,3 +59,19 @@ def test_paths_point_at_real_files():
 def test_unknown_command_is_rejected():
     result = _run("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject lists the packages explicitly; one left out is missing from a wheel install (and the
+    editable install used for development would not show it)."""
+    import tomllib
+
+    from tests.conftest import REPO_ROOT
+
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO_ROOT).parts)
+        for init in (REPO_ROOT / "exgrpo_verl").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
