@@ -20,8 +20,9 @@ _AFTER_ANSWER = re.compile(r"\s*(?:is\b|:)\s*:?\s*")
 _ANSWER_MARKER = re.compile(r"(?<![^\W_])answer" + _AFTER_ANSWER.pattern, re.IGNORECASE)
 _LATEX_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _EDGE_NOISE = " \t\r\n*$`\"'.:,;"
-_SENTENCE_ENDS = (". ", "! ", "? ")
+_SENTENCE_ENDS = (". ", "! ", "? ", ".$", "!$", "?$")
 _SENTENCE_SYNTAX = re.compile(r"[{}$.!?]")
+_MATH_THEN_SENTENCE = re.compile(r" ?\$+ +[A-Z<\[]")
 _SEPARATOR_FILLER = re.compile(r"\\text\s*\{|\\q?quad|\\[,;: ()\[\]]|\\\\|[\s${}&]")
 _LIST_SEPARATOR = re.compile(r"\s*(?:(?:,|;|\band\b)\s*)+")
 _MAX_SEPARATOR_CHARS = 60
@@ -113,8 +114,9 @@ def last_boxed(text: str) -> str | None:
 
 def _sentence(line: str) -> str:
     """``line`` up to the end of its first sentence: a ".", "!" or "?" followed by a space and a
-    capital letter or a tag ("7. I hope it is correct.", "7. <|im_end|>"), outside $...$ and braces.
-    A decimal point or "approx. 5" does not end a sentence."""
+    capital letter or a tag ("7. I hope it is correct.", "7. <|im_end|>"), outside braces and
+    outside $...$ unless it ends the math too ("$x = 2.$ Next"). A decimal point or "approx. 5"
+    does not end a sentence."""
     if not any(end in line for end in _SENTENCE_ENDS):
         return line
     depth, dollars = 0, 0
@@ -131,6 +133,8 @@ def _sentence(line: str) -> str:
             rest = line[pos + 1 :].lstrip(" ")
             if after == " " and (rest[:1].isupper() or rest[:1] in ("<", "[")):
                 return line[:pos]
+        elif depth <= 0 and _MATH_THEN_SENTENCE.match(line, pos + 1):  # "$x = 2.$ Next ..."
+            return line[:pos]
     return line
 
 
