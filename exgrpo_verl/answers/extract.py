@@ -198,8 +198,10 @@ def raw_answer_span(text: str) -> str | None:
         span = _marker_span(text)
         if span is None:
             return None
-    span = _trim(span)
-    return span if span and len(span) <= MAX_ANSWER_CHARS else None
+    trimmed = span.strip(_EDGE_NOISE)  # the common case; _trim for ".5" and "\\(...\\)"
+    if trimmed[:1] == "\\" or ("." in span and trimmed[:1].isdigit() and "." in span[: span.find(trimmed[0])]):
+        trimmed = _trim(span)
+    return trimmed if trimmed and len(trimmed) <= MAX_ANSWER_CHARS else None
 
 
 def plain_text(span: str) -> str:

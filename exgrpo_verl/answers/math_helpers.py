@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import queue
 import select
@@ -172,7 +173,9 @@ class _Helper:
         assert self.proc is not None and self.proc.stdin is not None
         request = json.dumps({"pred": pred, "gold": gold, "timeout_s": timeout_s}).encode() + b"\n"
         try:
-            os.write(self.proc.stdin.fileno(), request)
+            view = memoryview(request)
+            while view:
+                view = view[os.write(self.proc.stdin.fileno(), view) :]
         except OSError as error:
             raise _Broken(repr(error)) from error
         reply = json.loads(self._read_line(time.monotonic() + timeout_s + GRACE_S))
@@ -272,9 +275,21 @@ _pool = _Pool(POOL_SIZE)
 _owner_pid = os.getpid()
 
 
+MAX_REQUEST_CHARS = 20_000
+"""Longer answers are not math answers (and would only make SymPy slow): they are False at once."""
+
+
 def equivalent(pred: str, gold: str, timeout_s: float) -> bool:
     """Whether math-verify (with the relation rules of math_equivalence) finds ``pred`` equal to
     ``gold`` within ``timeout_s``. Never raises; any failure is False."""
+    if len(pred) + len(gold) > MAX_REQUEST_CHARS:
+        return False
+    try:
+        timeout_s = float(timeout_s)
+    except (TypeError, ValueError):
+        timeout_s = 0.0
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        timeout_s = 0.1
     return _pool.check(pred, gold, timeout_s)
 
 

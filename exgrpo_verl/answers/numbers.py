@@ -109,4 +109,4 @@ def check_number(span: str, gold: object, choices: Choices | None = None, timeou
     gold_value = _gold_number(gold) if type(gold) is str else _gold_number(str(gold))
     if gold_value is None:
         return (False, pred_text)
-    return (numbers_equal(pred, gold_value), pred_text)
+    return (pred == gold_value or numbers_equal(pred, gold_value), pred_text)
