@@ -150,12 +150,15 @@ def _marker_span(text: str) -> str | None:
     for every rollout, and most responses hold one marker near the end. After a "####" only the
     tail can hold a later marker, so only the tail is searched (and lower-cased).
     """
-    hashes = text.rfind("####") if "#" in text else -1
-    region = text[hashes + 4 :] if hashes >= 0 else text
-    if hashes >= 0 and "n" not in region and "N" not in region:  # no "answer" follows the "####"
-        stop = region.find("\n")  # the common case, inlined
-        line = region if stop < 0 else region[:stop]
-        return _sentence(line) if ". " in line else line
+    hashes = text.rfind("####")
+    if hashes >= 0:
+        region = text[hashes + 4 :]
+        if "n" not in region and "N" not in region:  # no "answer" follows the "####": the common case
+            stop = region.find("\n")
+            line = region if stop < 0 else region[:stop]
+            return line if ". " not in line else _sentence(line)
+    else:
+        region = text
     lowered = region.lower()
     if len(lowered) != len(region):  # a few characters change length when lower-cased
         later = max((m.end() for m in _ANSWER_MARKER.finditer(region)), default=-1)
@@ -193,14 +196,18 @@ def raw_answer_span(text: str) -> str | None:
     The span is stripped of markdown, dollar signs and edge punctuation; an empty or implausibly
     long span (over MAX_ANSWER_CHARS) is no answer.
     """
-    span = last_boxed(text) if "\\" in text else None  # every box command starts with a backslash
-    if span is None:
+    if "\\" in text:  # every box command starts with a backslash
+        span = last_boxed(text)
+        if span is None:
+            span = _marker_span(text)
+            if span is None:
+                return None
+        trimmed = _trim(span)
+    else:  # the common case: no LaTeX, so only a leading decimal point (".5") needs _trim
         span = _marker_span(text)
         if span is None:
             return None
-    trimmed = span.strip(_EDGE_NOISE)  # the common case; _trim for ".5" and "\\(...\\)"
-    if trimmed[:1] == "\\" or ("." in span and trimmed[:1].isdigit() and "." in span[: span.find(trimmed[0])]):
-        trimmed = _trim(span)
+        trimmed = _trim(span) if "." in span else span.strip(_EDGE_NOISE)
     return trimmed if trimmed and len(trimmed) <= MAX_ANSWER_CHARS else None
 
 
