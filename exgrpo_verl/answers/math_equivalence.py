@@ -21,16 +21,15 @@ import logging
 import re
 from collections.abc import Sequence
 
+from latex2sympy2_extended.logic import And
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+from math_verify.grader import sympy_compare_relational, sympy_expr_eq
 from sympy import Abs, Basic, Eq, Expr, MatrixBase, Mul, Ne, Pow, Set, Symbol, Tuple, simplify
 from sympy import FiniteSet as SympyFiniteSet
 from sympy.core.function import AppliedUndef
 from sympy.core.relational import GreaterThan, LessThan, Relational, StrictGreaterThan, StrictLessThan
 
-logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-
-from latex2sympy2_extended.logic import And  # noqa: E402  (after silencing math-verify's logger)
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse  # noqa: E402
-from math_verify.grader import sympy_compare_relational, sympy_expr_eq  # noqa: E402
+logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # its parse failures are wrong answers here
 
 FLOAT_ROUNDING = 6
 NUMERIC_PRECISION = 15

@@ -136,6 +136,8 @@ class _Helper:
             detail = self._error_tail() or repr(line[:200])
             self.kill()
             raise _StartFailed(detail)
+        self._errors.close()  # start-up went well; the helper writes nothing more there
+        self._errors = None
 
     def _error_tail(self) -> str:
         if self._errors is None:

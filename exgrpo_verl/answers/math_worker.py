@@ -4,7 +4,8 @@ Started by :mod:`exgrpo_verl.answers.math_helpers` as a fresh interpreter runnin
 (never through multiprocessing, so the caller's ``__main__`` is never imported again). One JSON
 request per line on stdin: ``{"pred": str, "gold": str, "timeout_s": float}``; one JSON reply per
 line on the original stdout: ``{"equal": bool, "status": "ok" | "timeout" | "error"}``. The first
-line written is ``ready`` once math-verify is loaded. End of input ends the process.
+line written is ``ready`` once math-verify is loaded; anything printed before it (an import error)
+goes to stderr, anything after it nowhere. End of input ends the process.
 
 SymPy runs on this process's main thread, so a per-request deadline can interrupt it with a timer
 signal; the caller also kills and replaces a helper that does not answer in time.
@@ -55,6 +56,15 @@ def _protocol_stream() -> BinaryIO:
     return stream
 
 
+def _silence() -> None:
+    """After a good start nothing the helper prints is read (the caller keeps start-up errors only),
+    so stray library output goes nowhere instead of piling up for the life of the helper."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def serve() -> None:
     out = _protocol_stream()
     warnings.simplefilter("ignore")
@@ -64,6 +74,7 @@ def serve() -> None:
 
     equivalent("x + 1", "1 + x")  # load the LaTeX parser before saying ready
     out.write(READY)
+    _silence()
     for line in sys.stdin.buffer:
         try:
             request = json.loads(line)
