@@ -32,6 +32,23 @@ NUMBER_CASES = [
     ("\\boxed{72} ... actually \\boxed{73}", "72", False),
     ("\\boxed{1e309}", "1", False),
     ("\\boxed{5/0}", "5", False),
+    # one number, stated outright: no inequality, no second number, no dropped decimal point
+    ("\\boxed{48 + 24 = 72}", "72", True),
+    ("The answer is 72. I hope it is correct.", "72", True),
+    ("\\boxed{x \\geq 72}", "72", False),
+    ("\\boxed{x >= 72}", "72", False),
+    ("\\boxed{x \\le 72}", "72", False),
+    ("\\boxed{73 \\neq 72}", "72", False),
+    ("\\boxed{73 != 72}", "72", False),
+    ("\\boxed{72 or 73}", "72", False),
+    ("\\boxed{72, 73}", "73", False),
+    ("\\boxed{72} and \\boxed{73}", "72", False),
+    ("\\boxed{5 hours and 30 minutes}", "5", False),
+    ("\\boxed{2 \\times 10^3}", "2", False),
+    ("The answer is .5", "5", False),
+    ("The answer is .5", "0.5", True),
+    ("\\boxed{1000001}", "1000000", False),
+    ("\\boxed{1,000,000}", "1000000", True),
 ]
 
 
@@ -44,7 +61,9 @@ def test_numbers(source, response, gold, correct):
 def test_number_parsing_helpers():
     assert parse_number("$1,234.50 per week") == 1234.5
     assert parse_number("no digits") is None
+    assert parse_number("x = 5") == 5 and parse_number("x - y >= 5") is None and parse_number("5 or 6") is None
     assert is_plain_number("$18") and is_plain_number("-2.5") and not is_plain_number("18 dollars")
+    assert is_plain_number(".5") and not is_plain_number("x >= 5")
 
 
 MATH_CASES = [
@@ -105,6 +124,13 @@ CHOICE_CASES = [
     ("\\boxed{3}", "3", {"label": ["1", "2", "3", "4"], "text": ["w", "x", "y", "z"]}, True),
     ("\\boxed{(3)}", "3", None, True),
     ("\\boxed{2}", "3", None, False),
+    # a second option named is no answer
+    ("\\boxed{A or B}", "A", None, False),
+    ("\\boxed{A, B}", "B", None, False),
+    ("The answer is (B) and (C).", "B", None, False),
+    ("\\boxed{A} and \\boxed{B}", "B", None, False),
+    ("\\boxed{B or D}", "B", CSQA_CHOICES, False),
+    ("\\boxed{B. A dog}", "B", {"label": ["A", "B"], "text": ["A cat", "A dog"]}, True),
 ]
 
 
@@ -130,6 +156,11 @@ YES_NO_CASES = [
     ("\\boxed{not true}", "yes", False),
     ("\\boxed{yesterday}", "yes", False),
     ("\\boxed{maybe}", "no", False),
+    ("\\boxed{yes or no}", "yes", False),
+    ("\\boxed{Yes/No}", "yes", False),
+    ("\\boxed{no, yes}", "no", False),
+    ("\\boxed{Yes} and \\boxed{No}", "no", False),
+    ("The answer is yes. No doubt about it.", "yes", True),
 ]
 
 
@@ -149,6 +180,7 @@ NLI_CASES = [
     ("\\boxed{neutral}", "1", True),
     ("\\boxed{neutral}", "entailment", False),
     ("\\boxed{entailment or contradiction}", "entailment", False),
+    ("\\boxed{entailment} and \\boxed{neutral}", "neutral", False),
     ("\\boxed{unknown}", "neutral", False),
 ]
 
@@ -170,6 +202,8 @@ DATE_CASES = [
     ("\\boxed{01/05/2021}", "05/01/2021", None, False),
     ("\\boxed{B}", "05/01/2021", DATE_OPTIONS, False),
     ("\\boxed{13/01/2021}", "05/01/2021", None, False),
+    ("\\boxed{05/01/2021 or 05/02/2021}", "05/01/2021", None, False),
+    ("\\boxed{05/01/2021 (2021-05-01)}", "05/01/2021", None, True),
 ]
 
 
@@ -187,6 +221,7 @@ TABMWP_CASES = [
     ("\\boxed{B}", "decreasing", ["increasing", "decreasing"], True),
     ("\\boxed{15}", "14", None, False),
     ("\\boxed{increasing}", "decreasing", None, False),
+    ("\\boxed{14 or 15}", "14", None, False),
 ]
 
 

@@ -4,7 +4,13 @@ import time
 
 import pytest
 
-from exgrpo_verl.answers.extract import MAX_ANSWER_CHARS, extract_final_answer, final_answer_span, last_boxed
+from exgrpo_verl.answers.extract import (
+    MAX_ANSWER_CHARS,
+    extract_final_answer,
+    final_answer_span,
+    last_boxed,
+    raw_answer_span,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,10 +40,32 @@ from exgrpo_verl.answers.extract import MAX_ANSWER_CHARS, extract_final_answer, 
         ("The answer is ", None),
         ("\\boxed{" + "x" * (MAX_ANSWER_CHARS + 1) + "}", None),
         ("İİİ the answer is 4", "4"),
+        # the answer ends with its sentence; a leading decimal point stays
+        ("Final Answer: The final answer is 12,000,023. I hope it is correct.", "12,000,023"),
+        ("Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.", "\\frac{3}{4}"),
+        ("The final answer is $x = 2. $ Done.", "x = 2"),
+        ("The final answer is $x = 2.$ Done.", "x = 2"),
+        ("The answer is 3.5. Next, we check.", "3.5"),
+        ("The answer is approx. 5 apples", "approx. 5 apples"),
+        ("The answer is 7. <|im_end|>", "7"),
+        ("The answer is .5", ".5"),
+        ("The answer is -.5.", "-.5"),
+        ("The answer is \\((-6, 10)\\).", "(-6, 10)"),
+        # boxes listed as one answer; anything else between boxes leaves the last
+        ("\\[ \\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}. \\]", "-2, 1"),
+        ("\\boxed{1}, \\boxed{2} and \\boxed{3}", "1, 2, 3"),
+        ("\\boxed{1} no, wait, \\boxed{2}", "2"),
+        ("\\boxed{1} \\boxed{2}", "2"),
     ],
 )
 def test_span(text, span):
     assert final_answer_span(text) == span
+
+
+def test_raw_span_keeps_latex_text():
+    """Math answers are compared with their \\text{} as written, the way the gold writes it."""
+    assert raw_answer_span("\\boxed{20\\text{ cm}^2}") == "20\\text{ cm}^2"
+    assert final_answer_span("\\boxed{20\\text{ cm}^2}") == "20 cm^2"
 
 
 def test_source_is_reported():

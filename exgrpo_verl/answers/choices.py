@@ -1,8 +1,8 @@
 """Multiple-choice answers (CommonsenseQA A-E, ARC A-D or 1-4, OpenBookQA A-D).
 
 Accepted: "B", "(B)", "B)", "B. text", "Option B", and the option text itself when exactly one
-option matches. Options come from ``extra_info["choices"]`` in any of the shapes
-:func:`normalize_choices` reads.
+option matches. A span that names a second option ("A or B", "A, B", "(B) and (C)") is no answer.
+Options come from ``extra_info["choices"]`` in any of the shapes :func:`normalize_choices` reads.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ _LETTER = re.compile(
     r"(?P<keyword>(?:option|choice|answer)\s*)?[\(\[]?(?P<label>[A-Z]|\d)(?:[\)\]]|[.:,](?!\d)|(?=\s)|$)",
     re.IGNORECASE,
 )
+_OTHER_LABEL = re.compile(r"(?<![\w'])(?:\((?P<any>[A-Za-z]|\d)\)|(?P<upper>[A-Z]|\d))(?![\w'])")
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
 _DEFAULT_LABELS = ("A", "B", "C", "D", "E")
@@ -59,15 +60,33 @@ def _text_match(span: str, choices: Choices, exact: bool) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def _letter(span: str, labels: Sequence[str]) -> str | None:
-    match = _LETTER.match(span.strip())
+def _names_another(rest: str, label: str, labels: Sequence[str], choices: Choices | None) -> bool:
+    """Whether the text after the chosen label names a different option ("A or B")."""
+    if not rest.strip(" .,;:)]"):
+        return False
+    if choices and label in choices:
+        option = normalize_text(choices[label])
+        if option and normalize_text(rest).startswith(option):
+            return False  # "B. A dog" when option B is "A dog"
+    for match in _OTHER_LABEL.finditer(rest):
+        other = (match.group("any") or match.group("upper")).upper()
+        if other != label and other in labels:
+            return True
+    return False
+
+
+def _letter(span: str, labels: Sequence[str], choices: Choices | None = None) -> str | None:
+    stripped = span.strip()
+    match = _LETTER.match(stripped)
     if match is None:
         return None
     label = match.group("label")
-    if label.islower() and not match.group("keyword") and len(span.strip().strip("()[]")) != 1:
+    if label.islower() and not match.group("keyword") and len(stripped.strip("()[]")) != 1:
         return None  # "a dog" is an article, not option (a)
     label = label.upper()
-    return label if label in labels else None
+    if label not in labels or _names_another(stripped[match.end() :], label, labels, choices):
+        return None
+    return label
 
 
 def parse_choice(span: str, choices: Choices | None) -> str | None:
@@ -77,7 +96,7 @@ def parse_choice(span: str, choices: Choices | None) -> str | None:
         exact = _text_match(span, choices, exact=True)
         if exact is not None:
             return exact
-    letter = _letter(span, labels)
+    letter = _letter(span, labels, choices)
     if letter is not None:
         return letter
     return _text_match(span, choices, exact=False) if choices else None

@@ -11,18 +11,18 @@ _US_DATE = re.compile(r"(?<!\d)(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*(\d{4})(?!\d)")
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 
 
-def parse_date(text: str) -> str | None:
-    """The first date in ``text`` as zero-padded MM/DD/YYYY, or None."""
-    us, iso = _US_DATE.search(text), _ISO_DATE.search(text)
-    if us and (iso is None or us.start() <= iso.start()):
-        month, day, year = us.groups()
-    elif iso:
-        year, month, day = iso.groups()
-    else:
-        return None
+def _us_date(month: str, day: str, year: str) -> str | None:
     if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
         return None
     return f"{int(month):02d}/{int(day):02d}/{year}"
+
+
+def parse_date(text: str) -> str | None:
+    """The date ``text`` states, as zero-padded MM/DD/YYYY; None when it states none, an invalid
+    one, or two different dates ("05/01/2021 or 05/02/2021")."""
+    dates = {_us_date(*match.groups()) for match in _US_DATE.finditer(text)}
+    dates.update(_us_date(month, day, year) for year, month, day in (m.groups() for m in _ISO_DATE.finditer(text)))
+    return dates.pop() if len(dates) == 1 else None
 
 
 def check_date(span: str, gold: object, choices: Choices | None, timeout_s: float = 0.0) -> Verdict:

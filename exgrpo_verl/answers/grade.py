@@ -6,7 +6,7 @@ from typing import Any
 
 from exgrpo_verl.answers.choices import check_choice, normalize_choices
 from exgrpo_verl.answers.dates import check_date
-from exgrpo_verl.answers.extract import final_answer_span
+from exgrpo_verl.answers.extract import plain_text, raw_answer_span
 from exgrpo_verl.answers.free_text import check_free_text
 from exgrpo_verl.answers.labels import check_nli, check_yes_no
 from exgrpo_verl.answers.math_expr import DEFAULT_TIMEOUT_S, check_math
@@ -34,16 +34,25 @@ def _golds(ground_truth: Any) -> list[Any]:
     return [ground_truth]
 
 
-_checker_by_source: dict[str, Checker] = {}
+_KEEPS_LATEX = frozenset({AnswerType.MATH})
+"""Answer types whose checker reads the span's LaTeX as written (``20\\text{ cm}^2``, as the gold
+writes it); the others get plain text (``\\text{B}`` reads B)."""
+
+_checker_by_source: dict[str, tuple[Checker, bool]] = {}
+
+
+def _checker_entry(data_source: str) -> tuple[Checker, bool]:
+    entry = _checker_by_source.get(data_source)
+    if entry is None:
+        answer_type = get_data_source(data_source).answer_type
+        entry = (_CHECKERS[answer_type], answer_type in _KEEPS_LATEX)
+        _checker_by_source[data_source] = entry
+    return entry
 
 
 def checker_for(data_source: str) -> Checker:
     """The checker for a data_source (raises UnknownDataSourceError, naming the supported ones)."""
-    checker = _checker_by_source.get(data_source)
-    if checker is None:
-        checker = _CHECKERS[get_data_source(data_source).answer_type]
-        _checker_by_source[data_source] = checker
-    return checker
+    return _checker_entry(data_source)[0]
 
 
 def grade(
@@ -58,10 +67,14 @@ def grade(
     Raises :class:`~exgrpo_verl.data_sources.UnknownDataSourceError` for an unknown data_source;
     any response text, however malformed, yields a Verdict.
     """
-    checker = _checker_by_source.get(data_source) or checker_for(data_source)
-    span = final_answer_span(response if type(response) is str else str(response))
+    checker, keeps_latex = _checker_by_source.get(data_source) or _checker_entry(data_source)
+    span = raw_answer_span(response if type(response) is str else str(response))
     if span is None:
         return NO_ANSWER
+    if not keeps_latex and "\\" in span:
+        span = plain_text(span)
+        if not span:
+            return NO_ANSWER
     options = normalize_choices(choices) if choices is not None else None
     if type(ground_truth) is str:
         return checker(span, ground_truth, options, timeout_s)

@@ -17,8 +17,9 @@ class LabelSet:
     synonyms: dict[str, str]
     order: tuple[str, ...]
     first_word_wins: bool
-    """Yes/no answers often go on to explain ("Yes, there is no ..."), so their first word decides;
-    an NLI answer that names two labels is ambiguous."""
+    """Yes/no answers often go on to explain ("Yes, there is no ..."), so their first word decides,
+    unless the next word is the other label ("yes or no", "yes/no"); an NLI answer that names two
+    labels is ambiguous."""
 
     def canonical(self, value: object) -> str | None:
         """Map a gold value (str, bool, int) to a canonical label."""
@@ -38,7 +39,8 @@ class LabelSet:
         if not words:
             return None
         if self.first_word_wins and words[0] in self.synonyms:
-            return self.synonyms[words[0]]
+            first = self.synonyms[words[0]]
+            return None if self._hedged(first, words) else first
         found = set()
         for prev, word in zip(["", *words], words, strict=False):
             if word in self.synonyms:
@@ -46,6 +48,14 @@ class LabelSet:
                     return None
                 found.add(self.synonyms[word])
         return found.pop() if len(found) == 1 else None
+
+    def _hedged(self, first: str, words: list[str]) -> bool:
+        """"yes or no", "yes/no", "yes and no", or nothing but two different labels."""
+        connector = len(words) > 2 and words[1] in ("or", "and")
+        second = words[2] if connector else words[1] if len(words) > 1 else None
+        if second not in self.synonyms or self.synonyms[second] == first:
+            return False
+        return connector or len(words) == 2
 
 
 YES_NO = LabelSet(

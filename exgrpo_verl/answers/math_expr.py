@@ -1,126 +1,78 @@
-"""Math-expression answers (MATH): cheap normalised comparison first, then math-verify.
+"""Math-expression answers (MATH): cheap exact comparisons first, then math-verify in a helper.
 
-math-verify can spend unbounded time in SymPy, and its own timeout uses ``signal.alarm``, which
-only works on the main thread, while verl's reward loop grades on executor threads. Raising from
-a signal handler inside the caller's process is also unsafe (the exception can land in a gc
-callback or a ``finally``). So math-verify runs only in small helper processes: the caller waits
-on a pipe with a deadline and kills and replaces a helper that overruns it. Nothing in the
-caller's process is interrupted, and any thread may call :func:`math_equal`.
+Both sides go through the same steps. Two spans that are the same text once spacing, ``\\left``,
+``\\dfrac``, degree and percent signs and text wrappers (``\\text{}``, ``\\mbox{}``,
+``\\mathrm{}``) are normalised away are the same answer; two plain decimal numbers (".5", "0.50",
+"1,000") are compared as exact decimals. Everything else (fractions, roots, expressions, sets,
+intervals, matrices, equations, inequalities) goes to math-verify in a helper process, see
+:mod:`exgrpo_verl.answers.math_helpers` and :mod:`exgrpo_verl.answers.math_equivalence`.
+
+No shortcut here reads a number out of a relation: "x - y = 10" is not the number 10.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import multiprocessing
-import queue
 import re
-from typing import Any
+from decimal import Decimal, InvalidOperation
 
-from exgrpo_verl.answers.numbers import is_plain_number, numbers_equal, parse_number
+from exgrpo_verl.answers import math_helpers
 from exgrpo_verl.answers.verdict import Choices, Verdict
 
 DEFAULT_TIMEOUT_S = 5.0
-_POOL_SIZE = 2
-_START_TIMEOUT_S = 120.0
 
+_TEXT_WRAPPERS = re.compile(
+    r"\\(?:text|textrm|textnormal|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}"
+)
 _NOISE = re.compile(r"\\left|\\right|\\[,;:! ]|\\displaystyle|\^\{?\\circ\}?|\\%|%|\$|\s+")
-_FRAC_ALIASES = re.compile(r"\\[dt]frac")
+_FRAC_ALIASES = re.compile(r"\\[dtc]frac")
+_PERCENT_WORDS = re.compile(r"(?<=\d)\s*(?:percentage|percent|pct)\b")
+_THIN_SPACES = re.compile(r"\\[,!]|\{,\}|\\\$|\$|\s+$|^\s+")
+_PLAIN_DECIMAL = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+_ROUNDING = Decimal("0.000001")
+"""Decimals with more places than this are compared rounded to it, as math-verify rounds floats."""
 
 
-def _normalize(expr: str) -> str:
-    expr = _FRAC_ALIASES.sub(r"\\frac", expr)
+def normalize_latex(expr: str) -> str:
+    """The form two answers are compared in as text."""
+    if "\\" in expr:
+        expr = _TEXT_WRAPPERS.sub(r"\1", _FRAC_ALIASES.sub(r"\\frac", expr))
+    if "p" in expr:
+        expr = _PERCENT_WORDS.sub("%", expr)
     return _NOISE.sub("", expr).rstrip(".")
 
 
-def _verify(pred: str, gold: str, timeout_s: float) -> bool:
-    """math-verify's parse + verify, under its own (main-thread) timeouts; runs in a helper."""
-    from math_verify import parse, verify
-
-    seconds = max(1, math.ceil(timeout_s))
-    gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=seconds)
-    pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=seconds)
-    return bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
-
-
-def _serve(conn: Any) -> None:
-    """Helper-process loop: answer (pred, gold, timeout) requests until the pipe closes."""
-    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-    import math_verify  # noqa: F401  (import before saying ready)
-
-    conn.send("ready")
-    while True:
-        try:
-            pred, gold, timeout_s = conn.recv()
-        except EOFError:
-            return
-        try:
-            answer = _verify(pred, gold, timeout_s)
-        except BaseException:  # SymPy raises anything on odd input; that is a wrong answer
-            answer = False
-        conn.send(answer)
-
-
-class _Helper:
-    """One helper process; replaced when it overruns its budget."""
-
-    def __init__(self) -> None:
-        self._proc: Any = None
-        self._conn: Any = None
-
-    def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="exgrpo-math-verify")
-        self._proc.start()
-        if not self._conn.poll(_START_TIMEOUT_S):
-            self.kill()
-            raise RuntimeError("math-verify helper process did not start")
-        self._conn.recv()
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.join(timeout=5)
-        self._proc = self._conn = None
-
-    def verify(self, pred: str, gold: str, timeout_s: float) -> bool:
-        if self._proc is None or not self._proc.is_alive():
-            self._start()
-        self._conn.send((pred, gold, timeout_s))
-        if self._conn.poll(timeout_s + 1.0):
-            return bool(self._conn.recv())
-        self.kill()
-        return False
-
-
-_helpers: queue.Queue[_Helper] = queue.Queue()
-for _ in range(_POOL_SIZE):
-    _helpers.put(_Helper())
-
-
-def _verify_in_helper(pred: str, gold: str, timeout_s: float) -> bool:
-    helper = _helpers.get()
+def plain_decimal(text: str) -> Decimal | None:
+    """``text`` as an exact decimal when it is nothing but a number ("-.5", "1,000", "\\$18.50")."""
+    text = _THIN_SPACES.sub("", text)
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        return None
     try:
-        return helper.verify(pred, gold, timeout_s)
-    except (OSError, EOFError, RuntimeError):  # a broken pipe or a helper that would not start
-        helper.kill()
-        return False
-    finally:
-        _helpers.put(helper)
+        return Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def decimals_equal(pred: Decimal, gold: Decimal) -> bool:
+    if pred == gold:
+        return True
+    places = max(-pred.as_tuple().exponent, -gold.as_tuple().exponent)  # type: ignore[operator]
+    return places > 6 and pred.quantize(_ROUNDING) == gold.quantize(_ROUNDING)
 
 
 def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """Whether ``pred`` and ``gold`` are the same mathematical answer, within ``timeout_s``."""
-    if _normalize(pred) == _normalize(gold):
+    """Whether ``pred`` and ``gold`` are the same mathematical answer, decided within ``timeout_s``
+    (a check that cannot finish in time, or whose helper fails, is False)."""
+    normalized = normalize_latex(pred)
+    if normalized and normalized == normalize_latex(gold):
         return True
-    if is_plain_number(pred) and is_plain_number(gold):
-        pred_value, gold_value = parse_number(pred), parse_number(gold)
-        return pred_value is not None and gold_value is not None and numbers_equal(pred_value, gold_value)
-    return _verify_in_helper(pred, gold, timeout_s)
+    pred_value, gold_value = plain_decimal(pred), plain_decimal(gold)
+    if pred_value is not None and gold_value is not None:
+        return decimals_equal(pred_value, gold_value)
+    return math_helpers.equivalent(pred, gold, timeout_s)
 
 
 def check_math(
     span: str, gold: object, choices: Choices | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> Verdict:
+    """``span`` is the raw answer (LaTeX text wrappers intact, as in the gold)."""
     return (math_equal(span, str(gold), timeout_s), span)
