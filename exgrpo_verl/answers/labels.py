@@ -50,7 +50,7 @@ class LabelSet:
         return found.pop() if len(found) == 1 else None
 
     def _hedged(self, first: str, words: list[str]) -> bool:
-        """"yes or no", "yes/no", "yes and no", or nothing but two different labels."""
+        """ "yes or no", "yes/no", "yes and no", or nothing but two different labels."""
         connector = len(words) > 2 and words[1] in ("or", "and")
         second = words[2] if connector else words[1] if len(words) > 1 else None
         if second not in self.synonyms or self.synonyms[second] == first:

@@ -99,8 +99,10 @@ def _as_relation(expr: Basic) -> Basic:
 def is_relation(expr: Basic) -> bool:
     if isinstance(expr, Relational):
         return True
-    return isinstance(expr, And) and bool(expr._unsorted_args) and all(
-        isinstance(arg, Relational) for arg in expr._unsorted_args
+    return (
+        isinstance(expr, And)
+        and bool(expr._unsorted_args)
+        and all(isinstance(arg, Relational) for arg in expr._unsorted_args)
     )
 
 
