@@ -60,6 +60,15 @@ def worker_command() -> list[str]:
     return [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_ROOT]
 
 
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
 class _StartFailed(Exception):
     pass
 
@@ -194,12 +203,7 @@ class _Helper:
                 proc.wait(timeout=5)
             except (OSError, subprocess.SubprocessError):
                 pass
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
+            _close_pipes(proc)
         if self._errors is not None:
             self._errors.close()
             self._errors = None
@@ -221,12 +225,7 @@ class _Helper:
         proc, self.proc = self.proc, None
         if proc is not None:
             proc.returncode = 0  # so that Popen's finaliser does not try to reap another's child
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
+            _close_pipes(proc)
         self._errors = None
 
 
