@@ -24,7 +24,6 @@ SAMPLER_PATH = "pkg://exgrpo_verl.rollout.v1_metrics"
 SAMPLER_NAME = "exgrpo_replay_buffer"
 PATH_RESOLVER = "exgrpo_path"
 REQUIRED_RESOLVER = "exgrpo_required"
-CPU_THREADS_RESOLVER = "exgrpo_cpu_threads"
 AGENT_LOOP_CONFIG = f"${{{PATH_RESOLVER}:agent_loops}}"
 
 # Modules imported for their registration side effects: the probe-dialogue agent loop registers
@@ -58,21 +57,9 @@ def _required_value(what: str, *, _node_: Any) -> None:
     raise MissingRecipeValueError(f"{key} is not set: pass {key}=<{what}>")
 
 
-def _cpu_threads() -> str:
-    """This machine's usable cores, as an environment-variable value.
-
-    Ray starts every actor with OMP_NUM_THREADS=1 unless told otherwise, which leaves torch one core
-    for the trainer and for the hf rollout on a CPU-only machine. In verl's synchronous trainer they
-    take turns, so each may use every core.
-    """
-    import os
-
-    return str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 def _register_config_resolvers() -> None:
-    """``${exgrpo_path:NAME}`` (an installed file, as ``python -m exgrpo_verl paths NAME`` prints it),
-    ``${exgrpo_required:WHAT}`` and ``${exgrpo_cpu_threads:}`` for the recipes.
+    """``${exgrpo_path:NAME}`` (an installed file, as ``python -m exgrpo_verl paths NAME`` prints it)
+    and ``${exgrpo_required:WHAT}`` for the recipes.
 
     verl resolves the agent-loop config path only as absolute, cwd- or verl-relative, so a recipe
     names the installed file through a resolver. Every process that resolves the trainer config
@@ -84,7 +71,6 @@ def _register_config_resolvers() -> None:
 
     OmegaConf.register_new_resolver(PATH_RESOLVER, installed_path, replace=True)
     OmegaConf.register_new_resolver(REQUIRED_RESOLVER, _required_value, replace=True)
-    OmegaConf.register_new_resolver(CPU_THREADS_RESOLVER, _cpu_threads, replace=True)
 
 
 _register_config_resolvers()

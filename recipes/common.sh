@@ -79,10 +79,12 @@ visible_gpus() {
     ((count > 0)) && echo "$count" || echo 1
 }
 
-# STUDENT=cpu runs on the plug-in's CPU platform even where a GPU is visible: prefix the command with it.
+# STUDENT=cpu runs on the plug-in's CPU platform even where a GPU is visible. Ray starts its actors
+# with one torch thread unless OMP_NUM_THREADS is set; verl's trainer and the hf rollout take turns,
+# so each may use every core.
 cpu_platform_prefix() {
     if [[ "${STUDENT:-}" == cpu ]]; then
-        CMD=(env VERL_PLATFORM=cpu "${CMD[@]}")
+        CMD=(env VERL_PLATFORM=cpu "OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}" "${CMD[@]}")
     fi
 }
 

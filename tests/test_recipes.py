@@ -77,7 +77,7 @@ def script_env(**values: str | Path) -> dict[str, str]:
 _SCRIPT_VARS = {
     "DATA_DIR", "TRAIN_FILES", "VAL_FILES", "SFT_FILES", "SFT_VAL_FILES", "STUDENT", "MODEL_PATH", "SFT_DIR",
     "EXPERIMENT", "CKPT_DIR", "NNODES", "GPUS_PER_NODE", "ROLLOUT_TP", "TP", "PP", "CP", "ENGINE", "NODE_RANK",
-    "MASTER_ADDR", "MASTER_PORT", "TORCHRUN", "CUDA_VISIBLE_DEVICES",
+    "MASTER_ADDR", "MASTER_PORT", "TORCHRUN", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
 }  # fmt: skip
 
 
@@ -484,7 +484,8 @@ def test_cpu_student_in_the_run_script_is_the_cpu_recipe(composed, workspace):
         else:
             assert get(script_config, key) == get(recipe_config, key), key
     command = printed_command("run_exgrpo_fsdp.sh", cwd=workspace, DATA_DIR=workspace / "ei", STUDENT="cpu")
-    assert command[:2] == ["env", "VERL_PLATFORM=cpu"]  # CPU even where a GPU is visible
+    # CPU even where a GPU is visible, and torch threads for every core in Ray's actors
+    assert command[:3] == ["env", "VERL_PLATFORM=cpu", f"OMP_NUM_THREADS={len(os.sched_getaffinity(0))}"]
     assert not any(arg.startswith("actor_rollout_ref.model.path") for arg in command)  # no SFT yet: the student's
 
 
@@ -496,7 +497,7 @@ def test_sft_cpu_recipe_and_script(composed, workspace):
     script_config = composed_config(composed["sft_cpu_run"])
     assert get(script_config, "engine") == get(config, "engine")
     launcher = printed_command("run_sft_warmup.sh", cwd=workspace, DATA_DIR=workspace / "ei", STUDENT="cpu")
-    assert launcher[:2] == ["env", "VERL_PLATFORM=cpu"]
+    assert launcher[:2] == ["env", "VERL_PLATFORM=cpu"] and launcher[2].startswith("OMP_NUM_THREADS=")
     assert "--nproc_per_node=1" in launcher and "sft_student=cpu" in launcher
 
 
