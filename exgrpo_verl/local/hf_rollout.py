@@ -41,9 +41,9 @@ class UnsupportedRolloutMode(RuntimeError):
 
 def _unsupported(what: str) -> UnsupportedRolloutMode:
     return UnsupportedRolloutMode(
-        f"the hf rollout does not support {what}: it serves verl's synchronous trainers "
-        "(trainer.v1.trainer_mode=sync or exgrpo_sync, or trainer.use_v1=false) with the rollout colocated "
-        "with the actor; use rollout.name=vllm or sglang for the asynchronous trainer modes"
+        f"the hf rollout does not support {what}: it serves verl's synchronous trainer "
+        "(trainer.v1.trainer_mode=sync or exgrpo_sync) with the rollout colocated with the actor; "
+        "use rollout.name=vllm or sglang for the asynchronous trainer modes"
     )
 
 
