@@ -20,7 +20,7 @@ import torch
 
 from exgrpo_verl.testing import save_tiny_model
 from tests.conftest import REPO_ROOT, SHARED_DATA
-from tests.ei_fixtures import GSM8K_MAIN, write_jsonl
+from tests.ei_fixtures import GSM8K_MAIN, GSM8K_SOCRATIC, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -65,10 +65,13 @@ def differ(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def walkthrough(tmp_path_factory):
     """Runs every stage once; the tests below read what each left behind."""
     work = tmp_path_factory.mktemp("walkthrough")
+    # GSM8K with its Socratic sub-questions: decomposition probes carry gold answers, which the
+    # teacher-free build turns into teacher answers for L_SFT-aux
     if (SHARED_DATA / "gsm8k").is_dir():
-        train, test = SHARED_DATA / "gsm8k/train.jsonl", SHARED_DATA / "gsm8k/test.jsonl"
+        test, socratic = SHARED_DATA / "gsm8k/test.jsonl", SHARED_DATA / "gsm8k/test_socratic.jsonl"
     else:  # the project's own GSM8K-format rows
-        train = test = write_jsonl(work / "gsm8k.jsonl", GSM8K_MAIN)
+        test = write_jsonl(work / "gsm8k.jsonl", GSM8K_MAIN)
+        socratic = write_jsonl(work / "gsm8k_socratic.jsonl", GSM8K_SOCRATIC)
     model = save_tiny_model(work / "tiny", "qwen2")
     env = {**os.environ, "STUDENT": "cpu", "DATA_DIR": str(work / "ei"), "PYTHON": sys.executable}
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -78,7 +81,22 @@ def walkthrough(tmp_path_factory):
 
     # 1. EI data (teacher-free) and the single-turn validation set
     run(
-        [*py, "ei-build", "--dataset", "gsm8k", "--local-path", str(train), "--limit", "12", "--out-dir", "ei"],
+        [
+            *py,
+            "ei-build",
+            "--dataset",
+            "gsm8k",
+            "--split",
+            "test",
+            "--local-path",
+            str(test),
+            "--local-path",
+            str(socratic),
+            "--limit",
+            "12",
+            "--out-dir",
+            "ei",
+        ],  # fmt: skip
         logs / "ei.log",
         env,
         work,
@@ -214,10 +232,15 @@ def test_exgrpo_logs_the_method_and_trains(walkthrough):
         for key in ("exgrpo/p_full", "exgrpo/p_partial", "exgrpo/dsu_fire_rate", "exgrpo/truncated/fraction"):
             assert key in metrics, f"step {step}: {key} missing"
         assert math.isfinite(metrics["actor/grad_norm"]) and metrics["actor/grad_norm"] > 0
-        assert metrics["actor/exgrpo/aux_nll_per_token"] > 0  # lambda = 0.1 in the recipe
+        # lambda = 0.1 in the recipe: the aux term is trained on every step that has teacher rows
+        if metrics["exgrpo/aux/teacher_rows"] > 0:
+            assert 0 < metrics["actor/exgrpo/aux_nll_per_token"] < math.inf
+        else:
+            assert "actor/exgrpo/aux_nll_per_token" not in metrics
         # the hf rollout samples from the policy the trainer scores (weights synced every step)
         assert metrics["training/rollout_probs_diff_mean"] < 1e-2
     assert any(key.startswith("val-core/gsm8k/") for key in first[3])  # test_freq=3
+    assert sum(first[step]["exgrpo/aux/teacher_rows"] for step in (1, 2, 3)) > 0
 
 
 def test_rerun_resumes_from_the_checkpoint(walkthrough):
@@ -238,7 +261,8 @@ def test_scenario_a_win_earns_the_bonus_verl_trains_on(walkthrough):
     # outcome 1 + delta 0.2 on full dialogues, 0 on partial ones: what GRPO normalises
     assert metrics["critic/score/max"] == pytest.approx(1.2) and metrics["critic/score/min"] == 0.0
     assert metrics["critic/advantages/max"] > 0 > metrics["critic/advantages/min"]
-    assert "actor/exgrpo/aux_nll_per_token" not in metrics  # lambda = 0: no aux term
+    # lambda = 0: no teacher rows, no aux term
+    assert metrics["exgrpo/aux/teacher_rows"] == 0 and "actor/exgrpo/aux_nll_per_token" not in metrics
 
 
 def test_exported_checkpoint_loads_and_evaluates(walkthrough):

@@ -191,8 +191,11 @@ def test_metrics_by_hand():
         _traj("g2", A, 1, 0.0, False, ["cause"], turns=6),
         _traj("g2", B, 1, 0.0, False, [], turns=2, no_probes=True),
         {"uid": "other", "num_turns": 2},  # a trajectory of another agent loop is ignored
+        {"uid": "g1", "exgrpo_teacher_tokens": 12},  # two teacher-forced rows (L_SFT-aux)
+        {"uid": "g2", "exgrpo_teacher_tokens": 3},
     ]
     m = rollout_metrics(batch)
+    assert m["exgrpo/aux/teacher_rows"] == 2
     assert m["exgrpo/p_full"] == pytest.approx((0.5 + 1.0) / 2)
     assert m["exgrpo/p_partial"] == pytest.approx((0.0 + 1.0) / 2)
     assert m["exgrpo/dsu_fire_rate"] == pytest.approx(0.5)

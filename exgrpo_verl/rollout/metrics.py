@@ -17,6 +17,7 @@ from exgrpo_verl.rollout.agent_loop import (
     PROBE_REVEALS_FIELD,
     PROBE_RULES_FIELD,
     SCENARIO_FIELD,
+    TEACHER_TOKENS_FIELD,
     TRUNCATED_FIELD,
 )
 from exgrpo_verl.rollout.group_rewards import BONUS_KEY, FIRED_KEY, OUTCOME_KEY
@@ -33,9 +34,13 @@ def _sequence(value: Any) -> list:
 def rollout_metrics(trajectories: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Metrics for one step. Each trajectory mapping holds ``uid``, ``num_turns`` and the fields the
     probe-dialogue loop and the bonus write; trajectories of other agent loops are ignored."""
+    trajectories = list(trajectories)
     rows = [t for t in trajectories if t.get(SCENARIO_FIELD) is not None and t.get(OUTCOME_KEY) is not None]
     if not rows:
         return {}
+    # L_SFT-aux trains only on teacher-forced rows: how many this step has (none when no asked probe
+    # carries a teacher answer, e.g. teacher-free data without Socratic sub-questions, or lambda = 0)
+    teacher_rows = sum(1 for t in trajectories if (t.get(TEACHER_TOKENS_FIELD) or 0) > 0)
     by_group: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         by_group[row.get("uid")].append(row)
@@ -61,6 +66,7 @@ def rollout_metrics(trajectories: Iterable[Mapping[str, Any]]) -> dict[str, floa
         "truncated/count": float(sum(bool(r.get(TRUNCATED_FIELD)) for r in rows)),
         "truncated/fraction": fmean(float(bool(r.get(TRUNCATED_FIELD))) for r in rows),
         "no_probes/count": float(sum(bool(r.get(NO_PROBES_FIELD)) for r in rows)),
+        "aux/teacher_rows": float(teacher_rows),
     }
     if full:
         metrics["accuracy/full"] = fmean(full)
