@@ -68,11 +68,11 @@ def prepare(work: Path, gsm8k: Path, rows: int) -> tuple[Path, Path]:
     """The tiny model and the RL data (teacher-free EI rows, validation rows, single-turn rows)."""
     model = save_tiny_model(work / "tiny", "qwen2")
     data = work / "ei"
-    if not (data / "rl_train.parquet").is_file():
-        cli = [sys.executable, "-m", "exgrpo_verl"]
-        source = ["--dataset", "gsm8k", "--split", "test", "--local-path", str(gsm8k)]
-        subprocess.run([*cli, "ei-build", *source, "--limit", str(rows), "--out-dir", str(data)], check=True)
-        subprocess.run([*cli, "ei-eval-set", *source, "--limit", "4", "--out", str(data / "val.parquet")], check=True)
+    # built every time (seconds): a folder left by an earlier call may hold other --gsm8k or --rows
+    cli = [sys.executable, "-m", "exgrpo_verl"]
+    source = ["--dataset", "gsm8k", "--split", "test", "--local-path", str(gsm8k)]
+    subprocess.run([*cli, "ei-build", *source, "--limit", str(rows), "--out-dir", str(data)], check=True)
+    subprocess.run([*cli, "ei-eval-set", *source, "--limit", "4", "--out", str(data / "val.parquet")], check=True)
     write_single_turn_rows(data / "rl_train.parquet", data / "grpo_train.parquet")
     return model, data
 
