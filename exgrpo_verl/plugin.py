@@ -58,8 +58,9 @@ def _required_value(what: str, *, _node_: Any) -> None:
 
 
 def _register_config_resolvers() -> None:
-    """``${exgrpo_path:NAME}`` (an installed file, as ``python -m exgrpo_verl paths NAME`` prints it)
-    and ``${exgrpo_required:WHAT}`` for the recipes.
+    """``${exgrpo_path:NAME}`` (an installed file, as ``python -m exgrpo_verl paths NAME`` prints it),
+    ``${exgrpo_required:WHAT}`` and ``${exgrpo_cpu_dtype:PRECISION,FORMAT}`` (the cpu student's
+    compute dtype, from the CPU's features) for the recipes.
 
     verl resolves the agent-loop config path only as absolute, cwd- or verl-relative, so a recipe
     names the installed file through a resolver. Every process that resolves the trainer config
@@ -67,10 +68,13 @@ def _register_config_resolvers() -> None:
     """
     from omegaconf import OmegaConf
 
+    from exgrpo_verl.local.cpu_precision import RESOLVER as CPU_DTYPE_RESOLVER
+    from exgrpo_verl.local.cpu_precision import resolve_dtype
     from exgrpo_verl.paths import installed_path
 
     OmegaConf.register_new_resolver(PATH_RESOLVER, installed_path, replace=True)
     OmegaConf.register_new_resolver(REQUIRED_RESOLVER, _required_value, replace=True)
+    OmegaConf.register_new_resolver(CPU_DTYPE_RESOLVER, resolve_dtype, replace=True)
 
 
 _register_config_resolvers()

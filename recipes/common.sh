@@ -81,10 +81,14 @@ visible_gpus() {
 
 # STUDENT=cpu runs on the plug-in's CPU platform even where a GPU is visible. Ray starts its actors
 # with one torch thread unless OMP_NUM_THREADS is set; verl's trainer and the hf rollout take turns,
-# so each may use every core.
+# so each may use every core. glibc's allocator otherwise returns large freed blocks to the OS and
+# page-faults them in again every step: the same MALLOC_* settings as the cpu student gives Ray's
+# workers (recipes/student/cpu.yaml, ray_kwargs.ray_init.runtime_env), here for torchrun's processes.
 cpu_platform_prefix() {
     if [[ "${STUDENT:-}" == cpu ]]; then
-        CMD=(env VERL_PLATFORM=cpu "OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}" "${CMD[@]}")
+        CMD=(env VERL_PLATFORM=cpu "OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}"
+            "MALLOC_MMAP_MAX_=${MALLOC_MMAP_MAX_:-0}" "MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-68719476736}"
+            "MALLOC_TOP_PAD_=${MALLOC_TOP_PAD_:-1073741824}" "${CMD[@]}")
     fi
 }
 

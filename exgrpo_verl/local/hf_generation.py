@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria
 
+from exgrpo_verl.local.kv_reuse import DialogueKVCache
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -149,15 +151,28 @@ class _LogProbRecorder(LogitsProcessor):
 
 
 class HFGenerator:
-    """Generates for a batch of requests with one model; the caller serialises calls."""
+    """Generates for a batch of requests with one model; the caller serialises calls.
 
-    def __init__(self, model: Any, eos_token_ids: Iterable[int], pad_token_id: int) -> None:
+    With ``kv_cache_tokens > 0``, the keys/values of generated sequences are kept for prompts that
+    continue them, a dialogue's next turn (:mod:`.kv_reuse`), up to that many tokens in all; call
+    :meth:`weights_changed` after loading new weights.
+    """
+
+    def __init__(
+        self, model: Any, eos_token_ids: Iterable[int], pad_token_id: int, *, kv_cache_tokens: int = 0
+    ) -> None:
         self.model = model.eval()
         self.eos_token_ids = tuple(dict.fromkeys(int(t) for t in eos_token_ids))
         if not self.eos_token_ids:
             raise ValueError("the model has no EOS token: generation would never stop before max_tokens")
         self.pad_token_id = int(pad_token_id)
         neutral_generation_config(model, self.pad_token_id)
+        self.kv_cache = DialogueKVCache(kv_cache_tokens)
+        self.last_reused_tokens = 0
+
+    def weights_changed(self) -> None:
+        """Kept keys/values were computed by the old weights: drop them."""
+        self.kv_cache.clear()
 
     @property
     def device(self) -> torch.device:
@@ -166,6 +181,7 @@ class HFGenerator:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """Results in request order; requests with equal sampling settings share a ``generate`` call."""
         results: list[GenerationResult | None] = [None] * len(requests)
+        reused_before = self.kv_cache.reused_tokens
         groups: dict[Sampling, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(request.sampling, []).append(index)
@@ -174,6 +190,7 @@ class HFGenerator:
                 indices, self._generate_group(sampling, [requests[i] for i in indices]), strict=True
             ):
                 results[index] = result
+        self.last_reused_tokens = self.kv_cache.reused_tokens - reused_before
         return results  # type: ignore[return-value]
 
     def _stop_ids(self, sampling: Sampling) -> list[int]:
@@ -181,13 +198,11 @@ class HFGenerator:
 
     @torch.no_grad()
     def _generate_group(self, sampling: Sampling, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        width = max(len(r.prompt_ids) for r in requests)
+        # left padding (every row's next token is at the end), with a kept prefix in front
+        layout, past = self.kv_cache.layout([r.prompt_ids for r in requests])
+        width = layout.width
         device = self.device
-        input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
-        for row, request in enumerate(requests):  # left padding: every row's next token is at the end
-            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
-            attention_mask[row, width - len(request.prompt_ids) :] = 1
+        input_ids, attention_mask = layout.inputs(self.pad_token_id)
         budgets = [r.max_tokens for r in requests]
         stop_ids = self._stop_ids(sampling)
         recorder = _LogProbRecorder(sampling.temperature) if any(r.logprobs for r in requests) else None
@@ -211,15 +226,17 @@ class HFGenerator:
             pad_token_id=self.pad_token_id,
             num_beams=1,
             use_cache=True,
-            return_dict_in_generate=False,
+            return_dict_in_generate=True,
         )
-        sequences = self.model.generate(
+        output = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
+            past_key_values=past,
             generation_config=config,
             stopping_criteria=[_PerRowBudget(width, budgets, device)],
             logits_processor=[recorder] if recorder else [],
         )
+        sequences = output.sequences
         log_probs = recorder.finish(sequences).cpu() if recorder else None
         generated = sequences[:, width:].cpu()
         stop_set = set(stop_ids)
@@ -233,4 +250,7 @@ class HFGenerator:
                 log_probs[row, : len(tokens)].tolist() if log_probs is not None and request.logprobs else None
             )
             results.append(GenerationResult(tokens, row_log_probs, finish_reason))
+        if self.kv_cache.enabled:
+            steps = sequences.shape[1] - width
+            self.kv_cache.store(layout, output.past_key_values, [r.token_ids for r in results], steps)
         return results

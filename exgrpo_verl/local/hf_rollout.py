@@ -12,8 +12,8 @@ Three pieces, mirroring verl's own backends:
 
 It runs colocated with the trainer (verl's hybrid mode: the sync trainers), on the CPU or one GPU
 per replica, with rollout tensor/pipeline/data parallel size 1. The sleep/wake/KV-cache calls verl
-makes around weight syncs are no-ops: the server keeps its weights and has no KV cache between
-requests.
+makes around weight syncs are no-ops: the server keeps its weights, and drops the keys/values it keeps
+for dialogues' next turns whenever new weights arrive.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _check_layout(config: Any) -> None:
         raise ValueError(f"the hf rollout runs one model copy per trainer rank: it needs {settings}")
 
 
-ENGINE_KWARGS = ("stats_file",)
+ENGINE_KWARGS = ("stats_file", "kv_cache_tokens", "attn_implementation")
 
 
 def hf_engine_kwargs(config: Any) -> dict[str, Any]:
@@ -76,11 +76,13 @@ class HFRolloutServer(HFGenerateServer):
 
     def __init__(self, config: Any, model_config: Any, replica_rank: int, device: str) -> None:
         torch.manual_seed(int(config.seed) + replica_rank)
+        engine_kwargs = hf_engine_kwargs(config)
         model, tokenizer = load_model(
             getattr(model_config, "local_path", None) or model_config.path,
             dtype=config.dtype,
             device=device,
             trust_remote_code=bool(getattr(model_config, "trust_remote_code", False)),
+            attn_implementation=engine_kwargs.pop("attn_implementation", None),
         )
         super().__init__(
             model,
@@ -88,7 +90,7 @@ class HFRolloutServer(HFGenerateServer):
             response_length=config.response_length,
             max_model_len=config.max_model_len or config.prompt_length + config.response_length,
             max_batch=config.max_num_seqs,
-            **hf_engine_kwargs(config),
+            **engine_kwargs,
         )
         self.replica_rank = replica_rank
 
@@ -103,7 +105,7 @@ class HFRolloutServer(HFGenerateServer):
         return None
 
     async def clear_kv_cache(self) -> None:
-        return None
+        self.generator.kv_cache.clear()
 
     async def release_kv_cache(self) -> None:
         return None

@@ -23,6 +23,9 @@ from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator, pars
 
 # Requests that arrive within this window join the same generate call.
 BATCH_WINDOW_S = 0.02
+# Keys/values kept for prompts that continue an earlier generation (a dialogue's next turn), in tokens
+# over all kept sequences; dropped whenever the weights change. 0 turns reuse off.
+DEFAULT_KV_CACHE_TOKENS = 65536
 
 
 @dataclass
@@ -44,12 +47,30 @@ def torch_dtype(name: Any) -> torch.dtype:
     return dtype
 
 
-def load_model(path: str, *, dtype: Any, device: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
+def default_attention(device: str) -> str | None:
+    """The attention implementation generation runs fastest with on ``device`` (None: the model's default).
+
+    On the CPU, torch's fused attention kernel is slow for one query token over a long cache (measured
+    with SmolLM2-135M in bf16, 8 rows, 600 cached tokens: 127 ms a decoding step with ``sdpa``, 63 ms
+    with ``eager``); prefill costs the same with both, and both compute the same attention.
+    """
+    return "eager" if str(device).startswith("cpu") else None
+
+
+def load_model(
+    path: str, *, dtype: Any, device: str, trust_remote_code: bool = False, attn_implementation: str | None = None
+) -> tuple[Any, Any]:
     """A causal LM and its tokenizer from a local folder or hub name, on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code)
+    attention = attn_implementation or default_attention(device)
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=torch_dtype(dtype),
+        trust_remote_code=trust_remote_code,
+        **({"attn_implementation": attention} if attention else {}),
+    )
     return model.to(device), tokenizer
 
 
@@ -65,11 +86,14 @@ class HFGenerateServer:
         max_model_len: int | None = None,
         max_batch: int = 1024,
         stats_file: str | None = None,
+        kv_cache_tokens: int = DEFAULT_KV_CACHE_TOKENS,
     ) -> None:
         eos = [tokenizer.eos_token_id, *_token_ids(getattr(model.generation_config, "eos_token_id", None))]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.tokenizer = tokenizer
-        self.generator = HFGenerator(model, [t for t in eos if t is not None], pad)
+        self.generator = HFGenerator(
+            model, [t for t in eos if t is not None], pad, kv_cache_tokens=int(kv_cache_tokens or 0)
+        )
         self.response_length = int(response_length)
         self.max_model_len = int(max_model_len or getattr(model.config, "max_position_embeddings", 0) or 32768)
         self.max_batch = max(1, int(max_batch))
@@ -139,12 +163,16 @@ class HFGenerateServer:
     def _record(self, batch: list[_Pending], results: list[Any], seconds: float) -> None:
         if self.stats_file is None:
             return
+        generated = sum(len(r.token_ids) for r in results)
         entry = {
             "global_steps": self.global_steps,
             "requests": len(batch),
             "prompt_tokens": sum(len(p.request.prompt_ids) for p in batch),
-            "generated_tokens": sum(len(r.token_ids) for r in results),
+            # prompt tokens whose keys/values came from an earlier generation (not fed again)
+            "reused_tokens": self.generator.last_reused_tokens,
+            "generated_tokens": generated,
             "seconds": round(seconds, 6),
+            "seconds_per_generated_token": round(seconds / max(generated, 1), 6),
         }
         with self.stats_file.open("a") as out:
             out.write(json.dumps(entry) + "\n")
@@ -153,6 +181,7 @@ class HFGenerateServer:
         """Copy a bucket of full, Hugging Face-named tensors into the model; returns how many."""
         self._start()
         async with self._model_lock:
+            self.generator.weights_changed()
             incompatible = self.model.load_state_dict(tensors, strict=False)
             if incompatible.unexpected_keys:
                 raise KeyError(f"weights the rollout model does not have: {incompatible.unexpected_keys[:5]}")

@@ -74,6 +74,16 @@ def apply_bonus_to_outputs(outputs: list[AgentLoopOutput], settings: ExGRPOSetti
     return result
 
 
+def validation_sampling_params(sampling_params: dict, settings: ExGRPOSettings) -> dict:
+    """Validation asks the question alone (single-turn); its answer gets ``exgrpo.val_max_tokens``, by
+    default the budget of the final answer in training (``exgrpo.final_max_tokens``), not the whole
+    dialogue's ``data.max_response_length``: the same question with the same budget, and a validation
+    that does not wait for answers that never stop. A ``max_tokens`` already set wins."""
+    if sampling_params.get("max_tokens") is not None:
+        return sampling_params
+    return {**sampling_params, "max_tokens": settings.validation_max_tokens}
+
+
 class _GroupBarrier:
     """Collects a uid group's scored final outputs; the last arrival applies the bonus."""
 
@@ -113,7 +123,9 @@ class ExGRPOAgentLoopWorkerTQ(_tq_worker_base()):  # type: ignore[misc]
         size = int(prompt.get("__rollout_n__", rollout.val_kwargs.n if trajectory["validate"] else rollout.n))
         prompt[GROUP_SIZE_KEY] = size
         uid = prompt["uid"]
-        if not trajectory["validate"]:
+        if trajectory["validate"]:
+            sampling_params = validation_sampling_params(sampling_params, self.exgrpo_settings)
+        else:
             self._groups[uid] = _GroupBarrier(size, self.exgrpo_settings)
         try:
             await super()._run_prompt(prompt, sampling_params, trajectory, trace)

@@ -41,6 +41,9 @@ class ExGRPOSettings:
     """Token cap for each answer to a probe."""
     final_max_tokens: int = 1024
     """Token cap for the answer to the original question."""
+    val_max_tokens: int | None = None
+    """Token cap for a validation answer (single-turn, the question alone); None: ``final_max_tokens``,
+    the budget the same answer has in training (ours)."""
     seed: int = 0
     """Seed for probe sampling (with the question and the trajectory's index in its group)."""
     revealing_probes: str = "exclude"
@@ -51,6 +54,10 @@ class ExGRPOSettings:
     """λ of the auxiliary teacher-forced NLL on teacher probe answers (Eq.8, ours: the paper trains
     with the term but gives no weight); 0 disables it. Above 0 it needs the v1 trainer in the
     ``exgrpo_sync`` mode, which installs the loss."""
+
+    @property
+    def validation_max_tokens(self) -> int:
+        return self.val_max_tokens if self.val_max_tokens is not None else self.final_max_tokens
 
     def __post_init__(self) -> None:
         if self.num_probes < 0 or self.partial_probes < 0:
@@ -67,6 +74,8 @@ class ExGRPOSettings:
             raise ValueError(f"exgrpo.full_fraction must be in [0, 1], got {self.full_fraction}")
         if self.probe_max_tokens <= 0 or self.final_max_tokens <= 0:
             raise ValueError("exgrpo.probe_max_tokens and exgrpo.final_max_tokens must be positive")
+        if self.val_max_tokens is not None and self.val_max_tokens <= 0:
+            raise ValueError(f"exgrpo.val_max_tokens must be positive or null, got {self.val_max_tokens}")
         if self.revealing_probes not in REVEALING_PROBES_MODES:
             raise ValueError(f"exgrpo.revealing_probes must be 'exclude' or 'allow', got {self.revealing_probes!r}")
         if self.aux_sft_coef < 0:

@@ -30,6 +30,7 @@ from exgrpo_verl.rollout.agent_loop import TEACHER_TOKENS_FIELD
 
 NLL_METRIC = "exgrpo/aux_nll_per_token"
 TOKENS_METRIC = "exgrpo/aux_teacher_tokens"
+GAP_METRIC = "exgrpo/rollout_probs_diff_mean"
 
 
 def teacher_counts(data: TensorDict) -> list[int]:
@@ -69,17 +70,41 @@ def _pg_token_normaliser(data: TensorDict) -> torch.Tensor | float:
     return response_mask.sum().clamp(min=1)
 
 
+def rollout_probs_gap(log_prob: torch.Tensor, data: TensorDict) -> float | None:
+    """Mean |p_policy − p_rollout| over the response tokens the rollout sampled, or None without them.
+
+    verl computes the same figure (``training/rollout_probs_diff_mean``) in its old-log-prob pass,
+    which the rollout-correction bypass skips; here it comes from the update's own forward pass. With
+    one PPO epoch and one mini-batch that pass runs the policy the rollout sampled from, so the figure
+    is the rollout/training numerical gap; later mini-batches add the policy's own updates to it.
+    """
+    if "rollout_log_probs" not in data.keys():
+        return None
+    padded = data.select("rollout_log_probs", "response_mask").to_padded_tensor()
+    mask = padded["response_mask"].to(torch.bool)
+    width = min(mask.shape[1], log_prob.shape[1])
+    mask = mask[:, :width].to(log_prob.device)
+    if not mask.any():
+        return None
+    rollout = padded["rollout_log_probs"][:, :width].to(log_prob.device, torch.float32)
+    policy = log_prob[:, :width].detach().float()
+    return (policy.exp() - rollout.exp()).abs()[mask].mean().item()
+
+
 def exgrpo_actor_loss(
     config: Any, model_output: dict, data: TensorDict, dp_group: Any = None, *, aux_coef: float
 ) -> tuple[torch.Tensor, dict]:
     """verl's ``ppo_loss`` plus ``aux_coef`` · L_SFT-aux; exactly ``ppo_loss`` when there is nothing
-    to add (λ = 0 or no teacher rows)."""
+    to add (λ = 0 or no teacher rows). Also logs the rollout/training log-prob gap."""
     counts = teacher_counts(data)
     normaliser = _pg_token_normaliser(data) if aux_coef and any(counts) else None
     loss, metrics = ppo_loss(config, model_output, data, dp_group)
+    log_prob = no_padding_2_padding(model_output["log_probs"], data)
+    gap = rollout_probs_gap(log_prob, data)
+    if gap is not None:
+        metrics[GAP_METRIC] = Metric(value=gap, aggregation=AggregationType.MEAN)
     if normaliser is None:
         return loss, metrics
-    log_prob = no_padding_2_padding(model_output["log_probs"], data)
     mask = teacher_token_mask(data, log_prob.shape[1], counts).to(log_prob.device)
     nll_sum = -(log_prob * mask).sum()
     teacher_tokens = mask.sum()

@@ -37,9 +37,11 @@ class ExGRPOTrainerSync(PPOTrainerSync):
 
     def on_init_end(self) -> None:
         settings = ExGRPOSettings.from_trainer_config(self.config)
-        if settings.aux_sft_coef > 0:
-            if is_distillation_enabled(self.config.get("distillation")):
-                raise ValueError("exgrpo.aux_sft_coef > 0 cannot be combined with verl's distillation loss")
+        distillation = is_distillation_enabled(self.config.get("distillation"))
+        if settings.aux_sft_coef > 0 and distillation:
+            raise ValueError("exgrpo.aux_sft_coef > 0 cannot be combined with verl's distillation loss")
+        if not distillation:
+            # with λ = 0 the loss is verl's ppo_loss plus the rollout/training gap metric
             actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
             self.actor_rollout_wg.set_loss_fn(
                 partial(exgrpo_actor_loss, config=actor_config, aux_coef=settings.aux_sft_coef)

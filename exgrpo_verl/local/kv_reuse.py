@@ -1,0 +1,192 @@
+"""A dialogue's key/value cache kept between its turns, so a turn computes only its new tokens.
+
+verl's agent loops send each turn of a dialogue with the whole dialogue so far as the prompt (and a new
+request id every turn, as vLLM's prefix cache wants it). Without reuse, each turn runs the model over
+that whole prompt again (the prefill), which on a CPU costs as much as the decoding itself. Here a
+finished generation leaves behind the keys and values of every token the model was fed; a later prompt
+reuses the longest kept prefix it starts with, and feeds only the rest. Keys and values depend on the
+tokens before them and the weights only, so any kept sequence that the prompt starts with serves.
+
+Rows that reuse different amounts share one ``generate`` call through a hole in the attention mask:
+
+    [pad … | cached prefix (keys/values given) | pad … | new tokens (fed)] → generated tokens
+
+Positions come from the mask (``cumsum - 1``, as transformers computes them), so each row's tokens keep
+the positions they had when their keys were computed, and the padding is never attended to. Reused keys
+and values are the ones the same weights computed; the caches are dropped whenever weights change.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+@dataclass
+class CachedPrefix:
+    """The tokens a dialogue's keys/values were computed for, and those keys/values per layer."""
+
+    tokens: list[int]
+    keys: list[torch.Tensor]  # per layer: [kv_heads, len(tokens), head_dim]
+    values: list[torch.Tensor]
+
+
+@dataclass
+class BatchLayout:
+    """How a batch of prompts sits in one ``generate`` call: ``reused[i]`` tokens of row i come from its
+    cache (columns ``[past - reused[i], past)``), the rest are fed (columns ``[width - fed[i], width)``)."""
+
+    prompts: list[list[int]]
+    reused: list[int]
+    past: int
+    width: int
+
+    @property
+    def fed(self) -> list[int]:
+        return [len(p) - r for p, r in zip(self.prompts, self.reused, strict=True)]
+
+    def inputs(self, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of shape [rows, width]."""
+        rows = len(self.prompts)
+        input_ids = torch.full((rows, self.width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((rows, self.width), dtype=torch.long)
+        for row, (prompt, reused) in enumerate(zip(self.prompts, self.reused, strict=True)):
+            if reused:
+                input_ids[row, self.past - reused : self.past] = torch.tensor(prompt[:reused])
+                mask[row, self.past - reused : self.past] = 1
+            fed = len(prompt) - reused
+            input_ids[row, self.width - fed :] = torch.tensor(prompt[reused:])
+            mask[row, self.width - fed :] = 1
+        return input_ids, mask
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
+class DialogueKVCache:
+    """Keys/values of recently generated sequences, least recently used first out, within a token budget."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = int(max_tokens)
+        self._entries: OrderedDict[int, CachedPrefix] = OrderedDict()
+        self._arrays: dict[int, np.ndarray] = {}
+        self._next_id = 0
+        self._tokens = 0
+        self.reused_tokens = 0
+        self.fed_tokens = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_tokens > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def cached_tokens(self) -> int:
+        return self._tokens
+
+    def clear(self) -> None:
+        """Forget everything (the weights changed: the kept keys/values are stale)."""
+        self._entries.clear()
+        self._arrays.clear()
+        self._tokens = 0
+
+    def _pop(self, entry_id: int) -> None:
+        entry = self._entries.pop(entry_id, None)
+        self._arrays.pop(entry_id, None)
+        if entry is not None:
+            self._tokens -= len(entry.tokens)
+
+    def _best(self, prompt: list[int]) -> tuple[int | None, int]:
+        """The kept sequence sharing the longest prefix with ``prompt``, and that length."""
+        if not self._entries:
+            return None, 0
+        tokens = np.asarray(prompt)
+        best, length = None, 0
+        for entry_id, array in self._arrays.items():
+            shared = _common_prefix(array, tokens)
+            if shared > length:
+                best, length = entry_id, shared
+        if best is not None:
+            self._entries.move_to_end(best)
+        return best, length
+
+    def layout(self, prompts: list[list[int]]) -> tuple[BatchLayout, DynamicCache | None]:
+        """The batch's layout and the cache holding its reused prefixes (None when nothing is reused).
+
+        At least one token of every prompt is fed: generation needs its logits.
+        """
+        entries, reused = [], []
+        for prompt in prompts:
+            entry_id, shared = self._best(prompt) if self.enabled else (None, 0)
+            entries.append(self._entries[entry_id] if entry_id is not None else None)
+            reused.append(min(shared, len(prompt) - 1))
+        past = max(reused, default=0)
+        width = past + max(len(p) - r for p, r in zip(prompts, reused, strict=True))
+        layout = BatchLayout(prompts, reused, past, width)
+        self.reused_tokens += sum(reused)
+        self.fed_tokens += sum(layout.fed)
+        if past == 0:
+            return layout, None
+        first = next(e for e in entries if e is not None)
+        cache = DynamicCache()
+        for layer in range(len(first.keys)):
+            batch_keys, batch_values = [], []
+            for entry, count in zip(entries, reused, strict=True):
+                template = first.keys[layer]
+                shape = (template.shape[0], past, template.shape[2])
+                k = template.new_zeros(shape)
+                v = first.values[layer].new_zeros(shape)
+                if count:
+                    k[:, past - count :] = entry.keys[layer][:, :count]
+                    v[:, past - count :] = entry.values[layer][:, :count]
+                batch_keys.append(k)
+                batch_values.append(v)
+            cache.update(torch.stack(batch_keys), torch.stack(batch_values), layer)
+        return layout, cache
+
+    def store(self, layout: BatchLayout, cache: Any, outputs: list[list[int]], steps: int) -> None:
+        """Keep every row's keys/values after a ``generate`` call of ``steps`` decoding steps.
+
+        The model was fed each row's prompt and the first ``steps - 1`` generated tokens (the last
+        sampled token never is); of a row's generated tokens, those up to its own end are kept. A kept
+        sequence that a new one extends is dropped (the new one serves every prompt it served).
+        """
+        layers = getattr(cache, "layers", None)
+        if not self.enabled or not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            return  # sliding-window or other special caches are not laid out this way: no reuse
+        for row in range(len(layout.prompts)):
+            prompt, reused = layout.prompts[row], layout.reused[row]
+            fed = len(prompt) - reused
+            kept = min(len(outputs[row]), max(steps - 1, 0))
+            columns = torch.cat(
+                [
+                    torch.arange(layout.past - reused, layout.past),
+                    torch.arange(layout.width - fed, layout.width + kept),
+                ]
+            ).to(layers[0].keys.device)
+            entry = CachedPrefix(
+                tokens=list(prompt) + list(outputs[row][:kept]),
+                keys=[layer.keys[row].index_select(1, columns) for layer in layers],
+                values=[layer.values[row].index_select(1, columns) for layer in layers],
+            )
+            array = np.asarray(entry.tokens)
+            for old_id, old in list(self._arrays.items()):
+                if len(old) <= len(array) and _common_prefix(old, array) == len(old):
+                    self._pop(old_id)
+            self._entries[self._next_id] = entry
+            self._arrays[self._next_id] = array
+            self._next_id += 1
+            self._tokens += len(entry.tokens)
+        while self._tokens > self.max_tokens and self._entries:
+            self._pop(next(iter(self._entries)))
