@@ -14,6 +14,8 @@
 #   ENGINE         fsdp (default) | megatron; TP, PP, CP: Megatron's parallel sizes
 #   GPUS_PER_NODE  processes per node (default: the visible GPUs); NNODES (default 1)
 #   NODE_RANK, MASTER_ADDR, MASTER_PORT   required on every node when NNODES > 1 (port default 29500)
+#   PYTHON         the interpreter that runs everything (default: python on PATH); torchrun is
+#                  "$PYTHON -m torch.distributed.run" unless TORCHRUN names another launcher
 #   DRY_RUN=1      print the command instead of running it
 # Arguments are hydra overrides appended to the command.
 set -euo pipefail
@@ -44,7 +46,14 @@ else
     launch=(--standalone --nnodes=1)
 fi
 
-CMD=("${TORCHRUN:-torchrun}" "${launch[@]}" --nproc_per_node="$GPUS_PER_NODE" -m verl.trainer.sft_trainer
+# torchrun through the interpreter the scripts were given, so PYTHON=/path/to/venv/bin/python is enough
+# (an environment that is not activated has no torchrun on PATH); TORCHRUN names another launcher
+if [[ -n "${TORCHRUN:-}" ]]; then
+    read -r -a torchrun <<<"$TORCHRUN"
+else
+    torchrun=("$PYTHON" -m torch.distributed.run)
+fi
+CMD=("${torchrun[@]}" "${launch[@]}" --nproc_per_node="$GPUS_PER_NODE" -m verl.trainer.sft_trainer
     --config-path "$dir" --config-name sft_warmup "sft_student=$STUDENT" "data.train_files=$train"
     "trainer.nnodes=$NNODES" "trainer.n_gpus_per_node=$GPUS_PER_NODE")
 [[ -z "${SFT_VAL_FILES:-}" ]] || CMD+=("data.val_files=$(file_list SFT_VAL_FILES "$SFT_VAL_FILES")")

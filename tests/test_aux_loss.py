@@ -18,7 +18,7 @@ from exgrpo_verl.rollout.settings import ExGRPOSettings
 from exgrpo_verl.testing import build_tiny_model, build_tokenizer
 from exgrpo_verl.testing.actor import pad_rollouts, response_log_probs, sequence_log_probs
 from exgrpo_verl.testing.servers import ScriptedServer
-from exgrpo_verl.training.aux_loss import NLL_METRIC, TOKENS_METRIC, exgrpo_actor_loss
+from exgrpo_verl.training.aux_loss import GAP_METRIC, NLL_METRIC, TOKENS_METRIC, exgrpo_actor_loss
 from exgrpo_verl.training.trainer import TRAINER_MODE, ExGRPOTrainerSync
 from tests.conftest import DEVICES
 from tests.rollout_helpers import PROBES, QUESTION, make_row, run_dialogues, trainer_config
@@ -219,3 +219,41 @@ def test_aux_needs_the_exgrpo_trainer_mode():
         )
     _require_aux_trainer(settings, trainer_config(f"trainer.v1.trainer_mode={TRAINER_MODE}"))
     _require_aux_trainer(ExGRPOSettings(aux_sft_coef=0.0), trainer_config())
+
+
+def test_the_loss_logs_the_rollout_training_gap_and_trains_the_same():
+    """With the old-log-prob pass bypassed, the gap verl would log from it comes from the update's forward."""
+    tokenizer, outputs = _dialogue_with_teacher_rows()
+    batch, data = _loss_inputs(outputs, tokenizer)
+    model = build_tiny_model(tokenizer, "qwen2")
+    actor = _actor_config()
+    with torch.no_grad():
+        policy = response_log_probs(sequence_log_probs(model, batch), batch)
+    mask = batch["response_mask"].bool()
+    shift = torch.full_like(policy, 0.05)
+    shift[~mask] = 3.0  # teacher rows and padding must not enter the figure
+    data["rollout_log_probs"] = policy + shift
+    loss, metrics = exgrpo_actor_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data, aux_coef=0.5)
+    expected = (policy.exp() - (policy + shift).exp()).abs()[mask].mean().item()
+    assert metrics[GAP_METRIC].values == [pytest.approx(expected, rel=1e-5)]
+    without = data.exclude("rollout_log_probs")
+    plain_loss, plain_metrics = exgrpo_actor_loss(
+        actor, {"log_probs": sequence_log_probs(model, batch)}, without, aux_coef=0.5
+    )
+    assert GAP_METRIC not in plain_metrics and loss.item() == plain_loss.item()
+
+
+def test_the_exgrpo_mode_installs_its_loss_without_the_aux_term_too():
+    config = trainer_config(
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+        f"trainer.v1.trainer_mode={TRAINER_MODE}",
+        "++exgrpo.aux_sft_coef=0",
+    )
+    trainer = object.__new__(ExGRPOTrainerSync)
+    trainer.config, trainer.trainer_mode, trainer._add_prompts_to_generate = config, TRAINER_MODE, lambda n: n
+    installed = []
+    trainer.actor_rollout_wg = SimpleNamespace(set_loss_fn=installed.append)
+    trainer.checkpoint_manager = SimpleNamespace(update_weights=lambda step: None)
+    trainer.global_steps = 0
+    trainer.on_init_end()
+    assert len(installed) == 1 and installed[0].keywords["aux_coef"] == 0

@@ -237,8 +237,10 @@ def test_exgrpo_logs_the_method_and_trains(walkthrough):
             assert 0 < metrics["actor/exgrpo/aux_nll_per_token"] < math.inf
         else:
             assert "actor/exgrpo/aux_nll_per_token" not in metrics
-        # the hf rollout samples from the policy the trainer scores (weights synced every step)
-        assert metrics["training/rollout_probs_diff_mean"] < 1e-2
+        # the hf rollout samples from the policy the trainer scores (weights synced every step); the cpu
+        # student takes the rollout's log-probs as the old ones, and the update's forward measures the gap
+        assert "timing_s/old_log_prob" not in metrics or metrics["timing_s/old_log_prob"] < 1.0
+        assert 0 <= metrics["actor/exgrpo/rollout_probs_diff_mean"] < 1e-2
     assert any(key.startswith("val-core/gsm8k/") for key in first[3])  # test_freq=3
     assert sum(first[step]["exgrpo/aux/teacher_rows"] for step in (1, 2, 3)) > 0
 

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 import exgrpo_verl.plugin  # noqa: F401  (the config resolvers, as `import verl` registers them)
 from exgrpo_verl.datasets import Record
+from exgrpo_verl.local.cpu_precision import CPU_SETTINGS_KEYS, choose_precision
 from exgrpo_verl.prompts import question_prompt
 from exgrpo_verl.rollout.settings import ExGRPOSettings
 from exgrpo_verl.schema import build_rl_row
@@ -108,9 +109,14 @@ class Run:
     stderr: str = ""
 
 
+def launched_at(argv: list[str]) -> int:
+    """Where the launched verl module's ``-m`` is (torchrun itself may run as ``python -m torch.distributed.run``)."""
+    return max(i for i, arg in enumerate(argv[:-1]) if arg == "-m" and argv[i + 1].startswith("verl."))
+
+
 def from_command(argv: list[str]) -> Run:
     """A printed command, python or torchrun: the module after ``-m`` and its arguments."""
-    at = argv.index("-m")
+    at = launched_at(argv)
     return Run(argv[at + 1], argv[at + 2 :])
 
 
@@ -459,11 +465,20 @@ def test_cpu_recipe_is_the_method_on_the_cpu(composed, workspace):
     assert arr["model"]["path"] == str(workspace / "model")
     assert arr["model"]["override_config"]["attn_implementation"] == "sdpa"
     assert arr["rollout"]["name"] == "hf" and arr["rollout"]["tensor_model_parallel_size"] == 1
-    assert arr["rollout"]["calculate_log_probs"] is True and arr["rollout"]["dtype"] == "float32"
+    # compute precision from this CPU's features; fp32 master weights; the rollout samples in the same dtype
+    chosen, _ = choose_precision("auto")
+    assert get(config, "exgrpo_cpu.precision") == "auto"
+    assert arr["rollout"]["calculate_log_probs"] is True
+    assert arr["rollout"]["dtype"] == {"bf16": "bfloat16", "fp32": "float32"}[chosen]
     for role in ("actor", "ref"):
         fsdp = arr[role]["fsdp_config"]
-        assert fsdp["strategy"] == "fsdp2" and fsdp["param_offload"] is False
-        assert fsdp["mixed_precision"]["param_dtype"] == "fp32"
+        assert fsdp["strategy"] == "fsdp2" and fsdp["param_offload"] is False and fsdp["model_dtype"] == "fp32"
+        assert fsdp["mixed_precision"] == {"param_dtype": chosen, "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
+    # old log-probs from the rollout (one PPO epoch, one mini-batch), and glibc's allocator told to keep memory
+    assert get(config, "algorithm.rollout_correction.bypass_mode") is True
+    assert arr["actor"]["ppo_epochs"] == 1 and arr["actor"]["ppo_mini_batch_size"] == config["data"]["train_batch_size"]
+    assert get(config, "ray_kwargs.ray_init.runtime_env.env_vars.MALLOC_MMAP_MAX_") == "0"
+    assert arr["rollout"]["engine_kwargs"]["hf"]["kv_cache_tokens"] > 0
     # the same method as the GPU recipes: GRPO + KL, probe dialogues, r_dsu and L_SFT-aux on
     assert get(config, "algorithm.adv_estimator") == "grpo" and arr["actor"]["use_kl_loss"] is True
     assert trainer["v1"]["trainer_mode"] == "exgrpo_sync"
@@ -486,6 +501,7 @@ def test_cpu_student_in_the_run_script_is_the_cpu_recipe(composed, workspace):
     command = printed_command("run_exgrpo_fsdp.sh", cwd=workspace, DATA_DIR=workspace / "ei", STUDENT="cpu")
     # CPU even where a GPU is visible, and torch threads for every core in Ray's actors
     assert command[:3] == ["env", "VERL_PLATFORM=cpu", f"OMP_NUM_THREADS={len(os.sched_getaffinity(0))}"]
+    assert "MALLOC_MMAP_MAX_=0" in command[:7]
     assert not any(arg.startswith("actor_rollout_ref.model.path") for arg in command)  # no SFT yet: the student's
 
 
@@ -496,8 +512,12 @@ def test_sft_cpu_recipe_and_script(composed, workspace):
     assert "hf_model" in get(config, "checkpoint.save_contents")
     script_config = composed_config(composed["sft_cpu_run"])
     assert get(script_config, "engine") == get(config, "engine")
+    chosen, _ = choose_precision("auto")
+    assert get(config, "engine.mixed_precision.param_dtype") == chosen and get(config, "engine.model_dtype") == "fp32"
     launcher = printed_command("run_sft_warmup.sh", cwd=workspace, DATA_DIR=workspace / "ei", STUDENT="cpu")
     assert launcher[:2] == ["env", "VERL_PLATFORM=cpu"] and launcher[2].startswith("OMP_NUM_THREADS=")
+    # torchrun's processes are not Ray's: the allocator settings come from the script
+    assert {"MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=68719476736"} <= set(launcher[:7])
     assert "--nproc_per_node=1" in launcher and "sft_student=cpu" in launcher
 
 
@@ -593,15 +613,17 @@ def test_sft_megatron_run_script(composed, workspace):
         NODE_RANK="1",
         MASTER_ADDR="10.0.0.1",
     )
-    assert launcher[: launcher.index("-m")] == [
-        "torchrun",
+    assert launcher[: launched_at(launcher)] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
         "--nnodes=2",
         "--node_rank=1",
         "--master_addr=10.0.0.1",
         "--master_port=29500",
         "--nproc_per_node=8",
     ]
-    assert launcher[launcher.index("-m") + 1] == "verl.trainer.sft_trainer"
+    assert launcher[launched_at(launcher) + 1] == "verl.trainer.sft_trainer"
 
 
 def test_gemma_sft_needs_and_gets_its_template(composed, tmp_path):
@@ -732,7 +754,7 @@ def unknown_keys(recipe: Path, base) -> list[str]:
     data.pop("defaults", None)
     data.pop("hydra", None)
     base_keys = set(flat_keys(OmegaConf.to_container(base, resolve=False)))
-    settings_keys = {f"exgrpo.{f.name}" for f in fields(ExGRPOSettings)}
+    settings_keys = {f"exgrpo.{f.name}" for f in fields(ExGRPOSettings)} | set(CPU_SETTINGS_KEYS)
     unknown = []
     for key in flat_keys(data) if data else []:  # a recipe may be only a defaults list
         if key in base_keys or key in settings_keys or _is_ray_init_argument(key):
@@ -858,8 +880,10 @@ def test_dry_run_prints_stock_verl_commands(workspace):
     assert fsdp[-1] == "trainer.total_epochs=1"  # extra arguments come last and win
     assert not any(arg.startswith("trainer.nnodes") for arg in fsdp)  # unset variables leave the recipe's value
     sft = printed_command("run_sft_warmup.sh", cwd=workspace, DATA_DIR=ei, GPUS_PER_NODE="4", MODEL_PATH="/m")
-    assert sft[: sft.index("-m") + 2] == [
-        "torchrun",
+    assert sft[: launched_at(sft) + 2] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
         "--standalone",
         "--nnodes=1",
         "--nproc_per_node=4",
@@ -905,3 +929,24 @@ def test_latest_hf_finds_every_layout(tmp_path):
     fake_checkpoint(tmp_path / "no_weights", 2, "huggingface", weights=False)
     result = run_script("latest_hf.sh", str(tmp_path / "no_weights"), cwd=tmp_path)
     assert result.returncode == 2 and "was 'hf_model' in checkpoint.save_contents?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "env"),
+    [
+        ("run_sft_warmup.sh", {}),
+        ("run_sft_warmup.sh", {"STUDENT": "cpu"}),
+        ("run_exgrpo_fsdp.sh", {"MODEL_PATH": "m"}),
+        ("run_exgrpo_fsdp.sh", {"STUDENT": "cpu"}),
+        ("run_grpo_fsdp.sh", {"MODEL_PATH": "m", "TRAIN_FILES": "ei/rl_train.parquet"}),
+        ("run_exgrpo_megatron.sh", {"MODEL_PATH": "m"}),
+    ],
+)
+def test_an_environment_that_is_not_activated_is_enough(workspace, script, env):
+    """PYTHON alone names the environment: no launcher is looked up on a PATH without its bin/."""
+    bare_path = os.pathsep.join(p for p in ("/usr/bin", "/bin") if Path(p).is_dir())
+    command = printed_command(script, cwd=workspace, DATA_DIR=workspace / "ei", PATH=bare_path, **env)
+    if command[0] == "env":  # STUDENT=cpu: env VAR=value ... <launcher>
+        command = command[next(i for i, arg in enumerate(command[1:], 1) if "=" not in arg) :]
+    assert command[0] == sys.executable and Path(command[0]).is_file()
+    assert command[1:3] in (["-m", "torch.distributed.run"], ["-m", "verl.trainer.main_ppo"])

@@ -241,3 +241,17 @@ def test_group_barrier_releases_when_a_session_fails():
     full, partial = asyncio.run(main())
     assert full.reward_score == pytest.approx(1.2) and partial.reward_score == 0.0
     assert full.extra_fields["reward_extra_info"]["exgrpo_bonus"] == pytest.approx(0.2)
+
+
+def test_validation_answers_get_the_final_answer_budget():
+    from exgrpo_verl.rollout.managers import validation_sampling_params
+
+    params = {"temperature": 0, "top_p": 1.0, "logprobs": False}
+    assert validation_sampling_params(params, ExGRPOSettings(final_max_tokens=96))["max_tokens"] == 96
+    assert validation_sampling_params(params, ExGRPOSettings(final_max_tokens=96, val_max_tokens=300))[
+        "max_tokens"
+    ] == 300
+    assert "max_tokens" not in params  # the worker's dict is not changed
+    assert validation_sampling_params({**params, "max_tokens": 7}, ExGRPOSettings())["max_tokens"] == 7
+    with pytest.raises(ValueError, match="exgrpo.val_max_tokens must be positive or null"):
+        ExGRPOSettings(val_max_tokens=0)

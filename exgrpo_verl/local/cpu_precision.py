@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 RESOLVER = "exgrpo_cpu_dtype"
 PRECISIONS = ("auto", "bf16", "fp32")
+# the cpu students' own top-level block (verl has no such section; the resolver reads it)
+CPU_SETTINGS_KEYS = ("exgrpo_cpu.precision",)
 # the spellings verl's config sections use for a dtype
 FORMATS = {
     "fsdp": {"bf16": "bf16", "fp32": "fp32"},  # fsdp_config.mixed_precision, fsdp_config.model_dtype

@@ -84,6 +84,7 @@ def train(work: Path, model: Path, data: Path, arm: str, sign: int, steps: int, 
     env = {
         **os.environ,
         "STUDENT": "cpu",
+        "PYTHON": sys.executable,  # this environment, activated or not
         "MODEL_PATH": str(model),
         "CKPT_DIR": str(work / name),
         "VERL_FILE_LOGGER_PATH": str(metrics),
