@@ -6,7 +6,7 @@ probes of <= 64 tokens, final answers <= 128), validation again after step 2.
 
 - anchor ("before"): the settings the cpu student had before the speed-up, as overrides: float32,
   the old-log-prob recompute pass, no key/value reuse across a dialogue's turns, validation answers up
-  to ``data.max_response_length``, glibc's default allocator behaviour, the old micro-batch sizes;
+  to ``data.max_response_length``, sdpa attention in the rollout, glibc's default allocator behaviour, the old micro-batch sizes;
 - "after": the recipe as it is.
 
 Printed per bucket (verl's ``timing_s/*``, mean over the 2 steps), validation (the step-2 pass), the
@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.ei_fixtures import GSM8K_MAIN, write_jsonl  # noqa: E402
+from tests.ei_fixtures import gsm8k_word_problems, write_jsonl  # noqa: E402
 
 SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -42,6 +42,7 @@ BEFORE = [
     "exgrpo_cpu.precision=fp32",
     "algorithm.rollout_correction.bypass_mode=false",
     "actor_rollout_ref.rollout.engine_kwargs.hf.kv_cache_tokens=0",
+    "actor_rollout_ref.rollout.engine_kwargs.hf.attn_implementation=sdpa",  # transformers' default
     "exgrpo.val_max_tokens=1024",  # the cpu student's data.max_response_length
     "~ray_kwargs.ray_init.runtime_env.env_vars.MALLOC_MMAP_MAX_",
     "~ray_kwargs.ray_init.runtime_env.env_vars.MALLOC_TRIM_THRESHOLD_",
@@ -152,7 +153,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench_cpu_speed_"))
     model = args.model or smollm2(Path.home() / ".cache" / "exgrpo_verl")
-    gsm8k = args.gsm8k or write_jsonl(work / "gsm8k.jsonl", GSM8K_MAIN)
+    gsm8k = args.gsm8k or write_jsonl(work / "gsm8k.jsonl", gsm8k_word_problems(64)[0])
     train, val = build_data(work, gsm8k)
     sides = {"before": BEFORE, "after": []}
     if args.only:

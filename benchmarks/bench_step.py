@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from exgrpo_verl.testing import save_tiny_model  # noqa: E402
-from tests.ei_fixtures import GSM8K_MAIN, write_jsonl  # noqa: E402
+from tests.ei_fixtures import gsm8k_word_problems, write_jsonl  # noqa: E402
 
 SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_step_"))
-    gsm8k = args.gsm8k or write_jsonl(work / "gsm8k.jsonl", GSM8K_MAIN)
+    gsm8k = args.gsm8k or write_jsonl(work / "gsm8k.jsonl", gsm8k_word_problems(64)[0])
     model = save_tiny_model(work / "tiny", "qwen2")
     probe_rows, single_turn, val = build_data(work, gsm8k)
     results = {

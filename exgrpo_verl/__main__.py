@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("exgrpo_verl.plugin", "verify verl loads the plug-in and every registration works"),
     "paths": ("exgrpo_verl.paths", "print installed paths of the reward file, recipes and data scripts"),
+    "preflight": ("exgrpo_verl.preflight", "check a run script's verl command before it starts (data >= one batch)"),
     "preview": ("exgrpo_verl.rollout.preview", "run the probe-dialogue rollout on CPU for a few rows and show rewards"),
     "ei-build": ("exgrpo_verl.data_preprocess.build_ei", "stage 1: build EI probes, filter, write RL and SFT parquet"),
     "ei-eval-set": ("exgrpo_verl.data_preprocess.build_eval_set", "write single-turn val/test parquet"),

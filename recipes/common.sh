@@ -92,12 +92,14 @@ cpu_platform_prefix() {
     fi
 }
 
-# Print the command (DRY_RUN=1) or replace this shell with it.
+# Print the command (DRY_RUN=1) or replace this shell with it, once the plug-in's preflight has
+# checked it: training data with fewer rows than one batch stops here with one line, not inside verl.
 run_command() {
     if [[ "${DRY_RUN:-0}" == 1 ]]; then
         printf '%q ' "$@"
         printf '\n'
     else
+        "$PYTHON" -m exgrpo_verl preflight -- "$@" || exit $?
         exec "$@"
     fi
 }

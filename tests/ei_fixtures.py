@@ -38,6 +38,44 @@ GSM8K_SOCRATIC = [
 ]
 
 
+# (container, item, person): the nouns of gsm8k_word_problems' questions, cycled.
+_WORD_PROBLEM_NOUNS = [("box", "cups", "Lena"), ("crate", "apples", "Omar"), ("pack", "pens", "Ivy"), ("bag", "buns", "Raj")]
+
+
+def gsm8k_word_problems(count: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """``count`` three-step GSM8K-format questions with distinct answers, and their Socratic versions.
+
+    For tests that need more rows than :data:`GSM8K_MAIN` holds (one batch of the cpu recipes and
+    more) when the real copy in ../shared is absent. Every question has Socratic sub-questions, so
+    decomposition probes carry gold answers (teacher rows for L_SFT-aux).
+    """
+    main, socratic = [], []
+    for index in range(count):
+        container, item, person = _WORD_PROBLEM_NOUNS[index % len(_WORD_PROBLEM_NOUNS)]
+        per, boxes, loose, lost = 4 + index % 5, 3 + index, 2 + index % 3, 2 + index % 4
+        held = per * boxes
+        total = held + loose
+        left = total - lost
+        question = (
+            f"Each {container} holds {per} {item}. {person} buys {boxes} of them and {loose} loose {item}, "
+            f"then drops {lost} {item}. How many {item} does {person} have left?"
+        )
+        steps = [
+            (f"How many {item} are in the {container}es?" if container.endswith("x") else
+             f"How many {item} are in the {container}s?",
+             f"The {boxes} full ones hold {boxes} * {per} = <<{boxes}*{per}={held}>>{held} {item}."),
+            (f"How many {item} does {person} have with the loose ones?",
+             f"With the loose ones that is {held} + {loose} = <<{held}+{loose}={total}>>{total} {item}."),
+            (f"How many {item} are left?",
+             f"After the dropped ones {total} - {lost} = <<{total}-{lost}={left}>>{left} {item} are left."),
+        ]  # fmt: skip
+        main.append({"question": question, "answer": "\n".join(s for _, s in steps) + f"\n#### {left}"})
+        socratic.append(
+            {"question": question, "answer": "\n".join(f"{q} ** {s}" for q, s in steps) + f"\n#### {left}"}
+        )
+    return main, socratic
+
+
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")

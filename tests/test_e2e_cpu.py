@@ -19,13 +19,14 @@ import pytest
 import torch
 
 from exgrpo_verl.testing import save_tiny_model
-from tests.conftest import REPO_ROOT, SHARED_DATA
-from tests.ei_fixtures import GSM8K_MAIN, GSM8K_SOCRATIC, write_jsonl
+from tests.conftest import REPO_ROOT, SHARED_DATA, shared_data_present
+from tests.ei_fixtures import gsm8k_word_problems, write_jsonl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reads_shared_data]
 
 RECIPES = REPO_ROOT / "recipes"
 SCENARIO_REWARD = REPO_ROOT / "tests" / "scenario_reward.py"
+QUESTIONS = 12  # GSM8K questions the walkthrough builds from: SFT and RL rows for more than one batch
 
 
 def run(command: list[str], log: Path, env: dict[str, str], cwd: Path, timeout: int = 600) -> str:
@@ -67,11 +68,12 @@ def walkthrough(tmp_path_factory):
     work = tmp_path_factory.mktemp("walkthrough")
     # GSM8K with its Socratic sub-questions: decomposition probes carry gold answers, which the
     # teacher-free build turns into teacher answers for L_SFT-aux
-    if (SHARED_DATA / "gsm8k").is_dir():
+    if shared_data_present():
         test, socratic = SHARED_DATA / "gsm8k/test.jsonl", SHARED_DATA / "gsm8k/test_socratic.jsonl"
-    else:  # the project's own GSM8K-format rows
-        test = write_jsonl(work / "gsm8k.jsonl", GSM8K_MAIN)
-        socratic = write_jsonl(work / "gsm8k_socratic.jsonl", GSM8K_SOCRATIC)
+    else:  # the project's own GSM8K-format rows: as many questions as the build below takes
+        main, socratic_rows = gsm8k_word_problems(QUESTIONS)
+        test = write_jsonl(work / "gsm8k.jsonl", main)
+        socratic = write_jsonl(work / "gsm8k_socratic.jsonl", socratic_rows)
     model = save_tiny_model(work / "tiny", "qwen2")
     env = {**os.environ, "STUDENT": "cpu", "DATA_DIR": str(work / "ei"), "PYTHON": sys.executable}
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -93,7 +95,7 @@ def walkthrough(tmp_path_factory):
             "--local-path",
             str(socratic),
             "--limit",
-            "12",
+            str(QUESTIONS),
             "--out-dir",
             "ei",
         ],  # fmt: skip
