@@ -6,7 +6,8 @@ probes of <= 64 tokens, final answers <= 128), validation again after step 2.
 
 - anchor ("before"): the settings the cpu student had before the speed-up, as overrides: float32,
   the old-log-prob recompute pass, no key/value reuse across a dialogue's turns, validation answers up
-  to ``data.max_response_length``, sdpa attention in the rollout, glibc's default allocator behaviour, the old micro-batch sizes;
+  to ``data.max_response_length``, sdpa attention in the rollout, glibc's default allocator behaviour,
+  the old micro-batch sizes;
 - "after": the recipe as it is.
 
 Printed per bucket (verl's ``timing_s/*``, mean over the 2 steps), validation (the step-2 pass), the

@@ -25,7 +25,12 @@ from pathlib import Path
 ENTRY_POINTS = {"verl.trainer.sft_trainer": "SFT data", "verl.trainer.main_ppo": "RL data"}
 
 
-CONFIG_OPTIONS = {"--config-path": "config_path", "-cp": "config_path", "--config-name": "config_name", "-cn": "config_name"}
+CONFIG_OPTIONS = {
+    "--config-path": "config_path",
+    "-cp": "config_path",
+    "--config-name": "config_name",
+    "-cn": "config_name",
+}
 
 
 class PreflightError(ValueError):
@@ -107,7 +112,8 @@ def check_batch(what: str, files: Sequence[str], batch_size: int, max_samples: i
     if len(counts) == 1:
         where, total = next(iter(counts)), _rows(rows)
     else:
-        where, total = "(" + ", ".join(f"{path}: {_rows(n)}" for path, n in counts.items()) + ")", f"{_rows(rows)} in all"
+        where = "(" + ", ".join(f"{path}: {_rows(n)}" for path, n in counts.items()) + ")"
+        total = f"{_rows(rows)} in all"
     capped = f", {usable} after data.train_max_samples={max_samples}" if usable < rows else ""
     fix = f"add rows or pass data.train_batch_size={usable}" if usable > 0 else "add rows"
     raise PreflightError(

@@ -20,6 +20,7 @@ def shared_data_present() -> bool:
     """../shared/data is beside the checkout and not hidden by EXGRPO_HIDE_SHARED_DATA=1."""
     return os.environ.get(HIDE_SHARED_DATA) != "1" and SHARED_DATA.is_dir()
 
+
 CUDA = pytest.param(
     "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 )

@@ -39,7 +39,12 @@ GSM8K_SOCRATIC = [
 
 
 # (container, item, person): the nouns of gsm8k_word_problems' questions, cycled.
-_WORD_PROBLEM_NOUNS = [("box", "cups", "Lena"), ("crate", "apples", "Omar"), ("pack", "pens", "Ivy"), ("bag", "buns", "Raj")]
+_WORD_PROBLEM_NOUNS = [
+    ("box", "cups", "Lena"),
+    ("crate", "apples", "Omar"),
+    ("pack", "pens", "Ivy"),
+    ("bag", "buns", "Raj"),
+]
 
 
 def gsm8k_word_problems(count: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -70,9 +75,7 @@ def gsm8k_word_problems(count: int) -> tuple[list[dict[str, str]], list[dict[str
              f"After the dropped ones {total} - {lost} = <<{total}-{lost}={left}>>{left} {item} are left."),
         ]  # fmt: skip
         main.append({"question": question, "answer": "\n".join(s for _, s in steps) + f"\n#### {left}"})
-        socratic.append(
-            {"question": question, "answer": "\n".join(f"{q} ** {s}" for q, s in steps) + f"\n#### {left}"}
-        )
+        socratic.append({"question": question, "answer": "\n".join(f"{q} ** {s}" for q, s in steps) + f"\n#### {left}"})
     return main, socratic
 
 

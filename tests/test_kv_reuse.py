@@ -40,7 +40,8 @@ def dialogue(generator, tokenizer, sampling: Sampling, budgets=(6, 9, 3)) -> lis
     """Two turns for three dialogues of different lengths, batched; returns [turn 1, turn 2] results."""
     prompts = first_turns(tokenizer)
     torch.manual_seed(11)
-    turn1 = generator.generate([GenerationRequest(p, b, sampling, logprobs=True) for p, b in zip(prompts, budgets)])
+    requests = [GenerationRequest(p, b, sampling, logprobs=True) for p, b in zip(prompts, budgets, strict=True)]
+    turn1 = generator.generate(requests)
     follow = encode(tokenizer, FOLLOW_UP)
     seconds = [p + r.token_ids + follow for p, r in zip(prompts, turn1, strict=True)]
     turn2 = generator.generate([GenerationRequest(p, 7, sampling, logprobs=True) for p in seconds])

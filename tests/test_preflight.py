@@ -33,7 +33,8 @@ def test_the_command_is_read_after_any_launcher():
     argv = ["env", "VERL_PLATFORM=cpu", sys.executable, "-m", "torch.distributed.run", "--standalone",
             "--nproc_per_node=1", "-m", "verl.trainer.sft_trainer", "--config-path", recipes,
             "--config-name=sft_warmup", "sft_student=cpu", "data.train_batch_size=3"]  # fmt: skip
-    assert parse_command(argv) == HydraCommand("SFT data", recipes, "sft_warmup", ["sft_student=cpu", "data.train_batch_size=3"])
+    overrides = ["sft_student=cpu", "data.train_batch_size=3"]
+    assert parse_command(argv) == HydraCommand("SFT data", recipes, "sft_warmup", overrides)
     assert parse_command(["python", "-m", "verl.trainer.main_ppo", "-cp", recipes, "-cn", "x"]).what == "RL data"
     assert parse_command(["python", "-m", "exgrpo_verl", "eval"]) is None
     assert parse_command(["python", "-m", "verl.trainer.main_ppo", "a=1"]) is None  # no recipe folder named
@@ -63,7 +64,8 @@ def test_rl_rows_are_checked_against_the_composed_batch_size(tmp_path):
     assert preflight(rl_command(tmp_path, rows=5)) is None  # the cpu student's batch is 2
     with pytest.raises(ValueError, match=r"RL data .*rl_train\.parquet has 5 rows, .*data\.train_batch_size=8\)"):
         preflight(rl_command(tmp_path, "data.train_batch_size=8", rows=5))
-    with pytest.raises(ValueError, match=r"5 rows, 1 after data\.train_max_samples=1, .*pass data\.train_batch_size=1$"):
+    capped = r"5 rows, 1 after data\.train_max_samples=1, .*pass data\.train_batch_size=1$"
+    with pytest.raises(ValueError, match=capped):
         preflight(rl_command(tmp_path, "data.train_max_samples=1", rows=5))
 
 
@@ -87,7 +89,8 @@ def test_a_damaged_file_is_named(tmp_path):
 def test_what_it_cannot_check_is_left_to_verl(tmp_path):
     command = rl_command(tmp_path)
     assert "could not compose" in preflight([*command, "no_such_group=x"])
-    remote = [arg if not arg.startswith("data.train_files=") else "data.train_files=hdfs://data/rl.parquet" for arg in command]
+    remote_files = "data.train_files=hdfs://data/rl.parquet"
+    remote = [remote_files if arg.startswith("data.train_files=") else arg for arg in command]
     assert preflight([*remote, "data.train_batch_size=1000"]) is None  # row count unknown: not refused
     cli = subprocess.run(
         [sys.executable, "-m", "exgrpo_verl", "preflight", "--", *command, "no_such_group=x"],

@@ -248,9 +248,9 @@ def test_validation_answers_get_the_final_answer_budget():
 
     params = {"temperature": 0, "top_p": 1.0, "logprobs": False}
     assert validation_sampling_params(params, ExGRPOSettings(final_max_tokens=96))["max_tokens"] == 96
-    assert validation_sampling_params(params, ExGRPOSettings(final_max_tokens=96, val_max_tokens=300))[
-        "max_tokens"
-    ] == 300
+    assert (
+        validation_sampling_params(params, ExGRPOSettings(final_max_tokens=96, val_max_tokens=300))["max_tokens"] == 300
+    )
     assert "max_tokens" not in params  # the worker's dict is not changed
     assert validation_sampling_params({**params, "max_tokens": 7}, ExGRPOSettings())["max_tokens"] == 7
     with pytest.raises(ValueError, match="exgrpo.val_max_tokens must be positive or null"):
