@@ -292,7 +292,10 @@ def test_cpu_student_evaluates_with_transformers_and_the_cpu_answer_budget(works
     for argv in evals:
         assert argv[argv.index("--backend") + 1] == "hf" and argv[argv.index("--max-tokens") + 1] == "128"
     (train,) = main_ppo_lines(out)
-    assert shlex.split(train)[:2] == ["env", "VERL_PLATFORM=cpu"] and "student=cpu" in train
+    argv = shlex.split(train)
+    logger = workspace / "out_cpu" / "exgrpo" / "metrics"
+    assert argv[:5] == ["mkdir", "-p", str(logger), "&&", f"VERL_FILE_LOGGER_PATH={logger / 'run-001.jsonl'}"]
+    assert argv[5:7] == ["env", "VERL_PLATFORM=cpu"] and "student=cpu" in train
     assert not (workspace / "out_cpu").exists()  # no grpo arm: nothing written
     # an override of the training budget, or --eval-max-tokens, sets it
     code, out, _ = run_cli(
@@ -349,8 +352,11 @@ class StandIn:
         self.calls: list[tuple[str, str]] = []
         self.fail = fail
 
-    def __call__(self, argv: list[str], log: Path) -> float | None:
+    def __call__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> float | None:
         log.parent.mkdir(parents=True, exist_ok=True)
+        if env and "VERL_FILE_LOGGER_PATH" in env:  # verl's file logger: one line per step
+            record = {"step": 1, "data": {"critic/score/mean": 0.5, "run": Path(env["VERL_FILE_LOGGER_PATH"]).stem}}
+            Path(env["VERL_FILE_LOGGER_PATH"]).write_text(json.dumps(record) + "\n")
         log.write_text("started\nTraceback: boom\n" if log.parent.name in self.fail else "ok\n")
         kind = "train" if "verl.trainer.main_ppo" in argv else "eval"
         self.calls.append((kind, log.parent.name))
@@ -407,6 +413,12 @@ def test_rerun_skips_finished_arms_and_evaluations(workspace, monkeypatch):
     for name in ("sft", "grpo", "exgrpo_plain", "exgrpo_aux", "exgrpo", "paper Qwen2.5-7B: + r_dsu = ExGRPO (exgrpo)"):
         assert f"| {name} |" in report, name
     assert (workspace / "out_resume" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the failed attempt's metrics file is kept beside the retry's; curves cover every trained arm
+    metrics = workspace / "out_resume" / "exgrpo_aux" / "metrics"
+    assert sorted(p.name for p in metrics.iterdir()) == ["run-001.jsonl", "run-002.jsonl"]
+    curve_rows = (workspace / "out_resume" / "curves.csv").read_text().splitlines()
+    assert curve_rows[0] == "arm,step,metric,value" and len(curve_rows) == 5
+    assert "## Training curves" in report
 
     stand_in.calls = []
     code, out, _ = run_cli(*args)  # nothing new

@@ -6,6 +6,7 @@ commands that ran.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shlex
@@ -169,5 +170,25 @@ def test_dry_run_prints_the_commands_that_ran(ablation):
     assert dry.returncode == 0, dry.stderr
     printed = [shlex.split(line) for line in dry.stdout.splitlines() if "verl.trainer.main_ppo" in line]
     ran = [json.loads((ablation["out"] / arm / "train.done.json").read_text())["command"] for arm in TRAINED]
+    # each line: mkdir -p OUT/<arm>/metrics && VERL_FILE_LOGGER_PATH=OUT/<arm>/metrics/run-NNN.jsonl <command>
+    for argv, arm in zip(printed, TRAINED, strict=True):
+        assert argv[:4] == ["mkdir", "-p", str(ablation["out"] / arm / "metrics"), "&&"]
+        assert argv[4] == f"VERL_FILE_LOGGER_PATH={ablation['out'] / arm / 'metrics' / 'run-002.jsonl'}"
+    printed = [argv[5:] for argv in printed]
     assert printed == ran
     assert all(argv[:2] == ["env", "VERL_PLATFORM=cpu"] for argv in printed)
+
+
+def test_every_trained_arm_leaves_curves_from_verls_file_logger(ablation):
+    out = ablation["out"]
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    logged = {(row["arm"], row["metric"]) for row in rows if row["step"] == "1"}
+    for arm in TRAINED:
+        assert (arm, "critic/score/mean") in logged, arm
+        assert ((arm, "exgrpo/p_full") in logged) is (arm != "grpo"), arm
+        assert [p.name for p in (out / arm / "metrics").iterdir()] == ["run-001.jsonl"]  # the rerun trained nothing
+    assert {row["arm"] for row in rows} == set(TRAINED)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "## Training curves" in report and "![training curves](curves.png)" in report
+    assert "| `critic/score/mean` |" in report

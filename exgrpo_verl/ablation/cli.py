@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from exgrpo_verl.ablation import curves
 from exgrpo_verl.ablation.arms import ARMS, AblationError, Arm, select_arms
 from exgrpo_verl.ablation.commands import (
     Evaluation,
@@ -154,7 +156,9 @@ def print_plan(plan: Plan) -> None:
             continue
         if arm_plan.arm.single_turn:
             print(f"# (trains on {layout.single_turn_rows}: the questions of rl_train.parquet as single-turn rows)")
-        print(shell_line(arm_plan.train))
+        metrics = curves.next_metrics_file(layout.metrics(name))
+        logger = f"mkdir -p {shell_line([str(metrics.parent)])} && VERL_FILE_LOGGER_PATH={shell_line([str(metrics)])}"
+        print(f"{logger} {shell_line(arm_plan.train)}")
         placeholder = f"<last checkpoint of {name}>"
         checkpoint = command_substitution(latest_checkpoint_command(name, layout))
         print(shell_line(eval_command(placeholder, name, plan.evaluation, layout), {placeholder: checkpoint}))
@@ -166,7 +170,10 @@ def execute(plan: Plan) -> int:
     layout, total = plan.layout, len(plan.arms)
     print(f"ablation: {total} arm(s) ({', '.join(p.arm.name for p in plan.arms)}), output in {layout.out}", flush=True)
     for index, arm_plan in enumerate(plan.arms, 1):
-        if not run_arm(arm_plan, plan, f"[{index}/{total}] {arm_plan.arm.name}"):
+        finished = run_arm(arm_plan, plan, f"[{index}/{total}] {arm_plan.arm.name}")
+        if arm_plan.train is not None:
+            write_curves(plan)
+        if not finished:
             print("stopped; rerun the same command to resume", file=sys.stderr)
             return 1
     from exgrpo_verl.__main__ import main as exgrpo_main
@@ -174,9 +181,24 @@ def execute(plan: Plan) -> int:
     argv = report_command([p.arm.name for p in plan.arms], layout)
     if exgrpo_main(argv[3:]) != 0:
         return 1
-    report = layout.report.read_text(encoding="utf-8")
+    image = write_curves(plan)
+    section = curves.markdown_section(trained_curves(plan), image.name if image else None)
+    report = layout.report.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + section
+    layout.report.write_text(report, encoding="utf-8")
     print("\n" + report.split("\n## Correct / answers")[0].strip())
+    print(f"curves: {layout.curves_csv}" + (f", {image}" if image else ""))
     return 0
+
+
+def trained_curves(plan: Plan) -> dict[str, curves.Curves]:
+    names = [p.arm.name for p in plan.arms if p.train is not None]
+    return curves.arm_curves(names, plan.layout.metrics)
+
+
+def write_curves(plan: Plan) -> Path | None:
+    """curves.csv and curves.png from every training arm's logged steps so far; the image, if drawn."""
+    _, image = curves.write_all(trained_curves(plan), plan.layout.curves_csv, plan.layout.curves_png)
+    return image
 
 
 def run_arm(arm_plan: ArmPlan, plan: Plan, prefix: str) -> bool:
@@ -195,7 +217,9 @@ def run_arm(arm_plan: ArmPlan, plan: Plan, prefix: str) -> bool:
     print(f"{prefix}: start ({doing}; log {log}){_changed_note(arm_plan, layout)}", flush=True)
     timings = []
     if not trained:
-        seconds = _run_logged(arm_plan.train, layout.train_log(name))
+        metrics = curves.next_metrics_file(layout.metrics(name))
+        metrics.parent.mkdir(parents=True, exist_ok=True)
+        seconds = _run_logged(arm_plan.train, layout.train_log(name), {"VERL_FILE_LOGGER_PATH": str(metrics)})
         if seconds is None:
             _report_failure(prefix, "training", layout.train_log(name), started)
             return False
@@ -215,14 +239,16 @@ def run_arm(arm_plan: ArmPlan, plan: Plan, prefix: str) -> bool:
     return True
 
 
-def _run_logged(argv: list[str], log: Path) -> float | None:
-    """Run with stdout and stderr into ``log``; the seconds it took, or None when it failed."""
+def _run_logged(argv: list[str], log: Path, env: dict[str, str] | None = None) -> float | None:
+    """Run with stdout and stderr into ``log`` (``env``: added variables); the seconds it took, or None
+    when it failed."""
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as out:
         out.write(f"$ {shell_line(argv)}\n")
         out.flush()
-        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        environment = {**os.environ, **env} if env else None
+        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment)
     return time.monotonic() - started if result.returncode == 0 else None
 
 

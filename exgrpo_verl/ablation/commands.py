@@ -51,6 +51,10 @@ class Layout:
     def results(self, name: str) -> Path:
         return self.arm(name) / "eval.json"
 
+    def metrics(self, name: str) -> Path:
+        """verl's file-logger output of each training attempt (curves.py)."""
+        return self.arm(name) / "metrics"
+
     def eval_log(self, name: str) -> Path:
         return self.arm(name) / "eval.log"
 
@@ -69,6 +73,14 @@ class Layout:
     def chart(self) -> Path:
         return self.out / "report.png"
 
+    @property
+    def curves_csv(self) -> Path:
+        return self.out / "curves.csv"
+
+    @property
+    def curves_png(self) -> Path:
+        return self.out / "curves.png"
+
 
 @dataclass(frozen=True)
 class Training:
@@ -85,7 +97,9 @@ def training_command(arm: Arm, model: str, training: Training, layout: Layout) -
     """The ``main_ppo`` command the arm's run script prints. Arguments: the ablation's defaults, then
     the user's overrides, then the arm's own settings (which must win: they are what it ablates)."""
     assert arm.script is not None
+    # verl's file logger feeds the training curves (curves.py); a user's trainer.logger override replaces it
     args = [f"hydra.run.dir={layout.arm(arm.name) / 'hydra'}", "trainer.val_before_train=false"]
+    args.append("trainer.logger=[console,file]")
     if training.steps is not None:
         args.append(f"trainer.total_training_steps={training.steps}")
     args += [*training.overrides, *arm.overrides]
