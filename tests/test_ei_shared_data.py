@@ -14,7 +14,7 @@ from exgrpo_verl.datasets import Record, load_records
 from exgrpo_verl.probes.rules import RULE_NAMES, template_probes
 from exgrpo_verl.schema import parse_probes
 
-# dataset -> (files under ../shared/data, rows the README lists)
+# dataset -> (files under ../shared/data, rows each copy holds)
 SHARED = {
     "gsm8k": (["gsm8k/test.jsonl"], 1319),
     "math": (["math500/test.jsonl"], 500),

@@ -10,16 +10,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from exgrpo_verl.data_sources import DATA_SOURCES
 from exgrpo_verl.datasets import DATASETS, DatasetFileError, DatasetRowError, LoadResult, load_records
-from exgrpo_verl.probes import pipeline, writers
+from exgrpo_verl.probes import drop_report, pipeline, writers
 from exgrpo_verl.probes.filters import RejectionBand
 from exgrpo_verl.probes.rules import RULE_NAMES, RULES
+from exgrpo_verl.probes.server_limits import (
+    LOCAL_CONCURRENCY,
+    LOCAL_TIMEOUT_S,
+    PROBE_TIMEOUT_S,
+    REMOTE_CONCURRENCY,
+    REMOTE_TIMEOUT_S,
+    default_limits,
+    same_local_server,
+)
 from exgrpo_verl.probes.teacher import EndpointConfig, EndpointError
 
 _DATASET_NAMES = [source.name for source in DATA_SOURCES]
+T = TypeVar("T", int, float)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
@@ -63,9 +75,9 @@ def _report_bad_rows(result: LoadResult) -> None:
             print(f"  ... and {len(result.bad_rows) - 10} more", file=sys.stderr)
 
 
-def _endpoint_arguments(parser: argparse.ArgumentParser, role: str, concurrency: int) -> None:
+def _endpoint_arguments(parser: argparse.ArgumentParser, role: str) -> None:
     group = parser.add_argument_group(
-        f"{role} endpoint (any OpenAI-compatible chat API: vLLM serve, SGLang, OpenAI, Gemini)"
+        f"{role} endpoint (any OpenAI-compatible chat API: vLLM serve, SGLang, transformers serve, OpenAI, Gemini)"
     )
     group.add_argument(f"--{role}-url", help="API base URL, e.g. http://localhost:8000/v1")
     group.add_argument(f"--{role}-model", help="model name the endpoint serves")
@@ -74,13 +86,26 @@ def _endpoint_arguments(parser: argparse.ArgumentParser, role: str, concurrency:
         default="OPENAI_API_KEY",
         help="environment variable holding the API key (default OPENAI_API_KEY; unset = no key sent)",
     )
-    group.add_argument(f"--{role}-concurrency", type=int, default=concurrency, help="requests in flight at most")
+    group.add_argument(
+        f"--{role}-concurrency",
+        type=int,
+        help=f"requests in flight at most (default {REMOTE_CONCURRENCY}; {LOCAL_CONCURRENCY} for a server on this "
+        "machine that does not report batching, e.g. transformers serve, shared by teacher and student when they "
+        "use the same one)",
+    )
     group.add_argument(f"--{role}-temperature", type=float, default=0.0)
     group.add_argument(f"--{role}-top-p", type=float, default=1.0)
     group.add_argument(f"--{role}-max-tokens", type=int, default=1024)
 
 
-def _endpoint(args: argparse.Namespace, role: str) -> EndpointConfig | None:
+def _given(value: T | None, default: T) -> T:
+    """A flag's value when it was given (0 included: EndpointConfig rejects it), else the default."""
+    return default if value is None else value
+
+
+def _endpoint(args: argparse.Namespace, role: str, notes: list[str] | None = None) -> EndpointConfig | None:
+    """The endpoint the flags name; where they leave concurrency or the timeout open, the build
+    chooses from where the server is (:mod:`exgrpo_verl.probes.server_limits`) and says so in ``notes``."""
     url = getattr(args, f"{role}_url")
     model = getattr(args, f"{role}_model")
     if not url:
@@ -89,21 +114,38 @@ def _endpoint(args: argparse.Namespace, role: str) -> EndpointConfig | None:
         return None
     if not model:
         raise ValueError(f"--{role}-url needs --{role}-model")
-    return EndpointConfig(
+    chosen = {"concurrency": getattr(args, f"{role}_concurrency"), "timeout_s": args.request_timeout}
+    config = EndpointConfig(
         base_url=url,
         model=model,
         api_key_env=getattr(args, f"{role}_api_key_env") or None,
-        concurrency=getattr(args, f"{role}_concurrency"),
+        concurrency=_given(chosen["concurrency"], REMOTE_CONCURRENCY),
         temperature=getattr(args, f"{role}_temperature"),
         top_p=getattr(args, f"{role}_top_p"),
         max_tokens=getattr(args, f"{role}_max_tokens"),
-        timeout_s=args.request_timeout,
+        timeout_s=_given(chosen["timeout_s"], REMOTE_TIMEOUT_S),
         connect_timeout_s=args.connect_timeout,
         role=role,
         max_attempts=args.max_attempts,
         backoff_initial_s=args.backoff_initial,
         backoff_max_s=args.backoff_max,
     )
+    if all(value is not None for value in chosen.values()):
+        return config
+    limits = default_limits(url, config.headers(), min(config.connect_timeout_s, PROBE_TIMEOUT_S))
+    config = replace(
+        config,
+        concurrency=_given(chosen["concurrency"], limits.concurrency),
+        timeout_s=_given(chosen["timeout_s"], limits.timeout_s),
+    )
+    if notes is not None:
+        chose = []
+        if chosen["concurrency"] is None:
+            chose.append(f"{config.concurrency} request(s) in flight (--{role}-concurrency)")
+        if chosen["timeout_s"] is None:
+            chose.append(f"{config.timeout_s:g} s per request (--request-timeout)")
+        notes.append(f"{role} endpoint {url}: {limits.why}: {', '.join(chose)}")
+    return config
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +160,15 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs")
     out.add_argument("--cache", type=Path, help="request cache (SQLite; default OUT_DIR/requests.sqlite)")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar and no progress lines")
+    out.add_argument(
+        "--progress-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="where stderr is not a terminal (a log file, a batch job): a progress line this often, with requests "
+        "done of expected by phase, req/s, tok/s and an ETA (default 30; 0: only at the start and the end)",
+    )
     probes = parser.add_argument_group("probes")
     probes.add_argument("--rules", default=",".join(RULE_NAMES), help="comma-separated EI rules (default: all ten)")
     probes.add_argument(
@@ -129,15 +179,20 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     )
     probes.add_argument("--fraction", type=float, default=1.0, help="use this fraction of the questions (0 < p <= 1)")
     probes.add_argument("--seed", type=int, default=0, help="seed of the --fraction sample (nested across fractions)")
-    _endpoint_arguments(parser, "teacher", 16)
+    _endpoint_arguments(parser, "teacher")
     parser.add_argument(
         "--no-teacher-rationale",
         action="store_true",
         help="do not ask the teacher for its own solution R_T (use the dataset rationale)",
     )
-    _endpoint_arguments(parser, "student", 16)
+    _endpoint_arguments(parser, "student")
     requests = parser.add_argument_group("requests (both endpoints)")
-    requests.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request attempt")
+    requests.add_argument(
+        "--request-timeout",
+        type=float,
+        help=f"seconds per request attempt, its wait in the server's queue included (default {REMOTE_TIMEOUT_S:g}; "
+        f"{LOCAL_TIMEOUT_S:g} for a server on this machine that does not report batching)",
+    )
     requests.add_argument(
         "--connect-timeout",
         type=float,
@@ -165,7 +220,11 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     sft.add_argument("--no-sft-question", action="store_true", help="leave out the question -> rationale turn")
 
 
-def build_config(args: argparse.Namespace) -> pipeline.BuildConfig:
+def build_config(args: argparse.Namespace, notes: list[str] | None = None) -> pipeline.BuildConfig:
+    """The build the flags describe; ``notes`` collects what the build chose where the flags left it open."""
+    teacher, student = _endpoint(args, "teacher", notes), _endpoint(args, "student", notes)
+    if teacher and student and notes is not None and same_local_server(teacher.base_url, student.base_url):
+        notes.append(f"teacher and student share one server: {teacher.concurrency} request(s) in flight in all")
     return pipeline.BuildConfig(
         dataset=args.dataset,
         out_dir=args.out_dir,
@@ -179,8 +238,8 @@ def build_config(args: argparse.Namespace) -> pipeline.BuildConfig:
         fraction=args.fraction,
         seed=args.seed,
         limit=args.limit,
-        teacher=_endpoint(args, "teacher"),
-        student=_endpoint(args, "student"),
+        teacher=teacher,
+        student=student,
         consistency_filter=not args.no_consistency_filter,
         rejection_filter=not args.no_rejection_filter,
         band=RejectionBand(args.min_correct, args.max_correct),
@@ -189,12 +248,16 @@ def build_config(args: argparse.Namespace) -> pipeline.BuildConfig:
         sft_question=not args.no_sft_question,
         cache_path=args.cache,
         progress=not args.no_progress,
+        progress_interval_s=args.progress_interval,
     )
 
 
 def run_build(args: argparse.Namespace) -> int:
     try:
-        config = build_config(args)
+        notes: list[str] = []
+        config = build_config(args, notes)
+        for note in notes:
+            print(note, file=sys.stderr)
         loaded = _load(args)
         result = pipeline.build(config, loaded)
     except (DatasetRowError, DatasetFileError, EndpointError, ValueError) as error:
@@ -216,6 +279,11 @@ def run_build(args: argparse.Namespace) -> int:
         print("  of which reveal the answer: " + ", ".join(f"{r}={n}" for r, n in revealing.items()))
     for name, counts in stats.get("requests", {}).items():
         print(f"  {name} requests: {json.dumps(counts)}")
+    reasons = drop_report.explain(stats)
+    if reasons:
+        print("  " + (drop_report.headline(stats) or "dropped, and what changes it:"))
+        for reason in reasons:
+            print(f"    - {reason}")
     for name, path in result.paths.items():
         print(f"  {name}: {path}")
     if result.failed_requests:

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from exgrpo_verl.datasets import LoadResult, Record, load_records
-from exgrpo_verl.probes import filters, messages, writers
+from exgrpo_verl.probes import drop_report, filters, messages, writers
 from exgrpo_verl.probes.cache import CompletionCache
 from exgrpo_verl.probes.endpoint_check import check_at_start
 from exgrpo_verl.probes.filters import RejectionBand
+from exgrpo_verl.probes.progress import BuildProgress, choose_mode
 from exgrpo_verl.probes.rules import RULE_NAMES, TemplateResult, check_rule_names, flagged, template_probes
+from exgrpo_verl.probes.server_limits import same_local_server
 from exgrpo_verl.probes.teacher import ChatClient, EndpointConfig, RequestCounts
 from exgrpo_verl.prompts import question_messages
 from exgrpo_verl.schema import Probe
@@ -67,6 +69,8 @@ class BuildConfig:
     sft_question: bool = True
     cache_path: Path | None = None
     progress: bool = True
+    progress_interval_s: float = 30.0
+    """Where stderr is not a terminal: a progress line this often (0: only at the start and the end)."""
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -107,6 +111,8 @@ class BuildConfig:
             "seed": self.seed,
             "teacher_model": self.teacher.model if self.teacher else None,
             "student_model": self.student.model if self.student else None,
+            "teacher_max_tokens": self.teacher.max_tokens if self.teacher else None,
+            "student_max_tokens": self.student.max_tokens if self.student else None,
             "filters": {
                 "consistency_eq1": self.eq1,
                 "rejection_eq2": self.eq2,
@@ -145,36 +151,82 @@ class QuestionOutcome:
 
 
 class _Builder:
-    """Runs one record through the stages; holds the clients of a build."""
+    """Runs one record through the stages; holds the clients of a build and tells the progress
+    display what each question will ask and has asked."""
 
-    def __init__(self, config: BuildConfig, teacher: ChatClient | None, student: ChatClient | None):
+    def __init__(
+        self,
+        config: BuildConfig,
+        teacher: ChatClient | None,
+        student: ChatClient | None,
+        progress: BuildProgress | None = None,
+    ):
         self.config = config
         self.teacher = teacher
         self.student = student
+        self.progress = progress or BuildProgress({}, 0, mode="off")
+
+    def expected(self, record: Record) -> dict[str, int]:
+        """The requests ``record`` will take, by phase, as far as is known before asking (probe
+        counts are corrected in :meth:`run` once the probes exist and once the filters ran)."""
+        config = self.config
+        if config.teacher is None:
+            return {}
+        own_decomposition = "decomposition" in config.rules and bool(record.sub_questions)
+        if config.uses_teacher_probes:
+            authoring = len(config.rules) - own_decomposition
+            probes = authoring + (len(record.sub_questions) if own_decomposition else 0)
+        else:
+            authoring = 0
+            probes = len(template_probes(record, record.rationale, config.rules).probes)
+        return {
+            "rationale": int(config.teacher_rationale),
+            "authoring": authoring,
+            "answers": probes,
+            "eq1": probes if config.eq1 else 0,
+            "eq2": probes if config.eq2 else 0,
+        }
+
+    def _correct(self, phases: tuple[str, ...], was: int, now: int) -> None:
+        for phase in phases:
+            if now != was:
+                self.progress.expect(phase, now - was)
 
     async def run(self, index: int, record: Record) -> QuestionOutcome:
         outcome = QuestionOutcome(index, record)
+        estimate = self.expected(record).get("answers", 0)
+        eq1 = ("eq1",) if self.config.eq1 else ()
+        eq2 = ("eq2",) if self.config.eq2 else ()
         rationale = await self._rationale(record, outcome)
         await self._make_probes(record, rationale, outcome)
         if self.teacher is not None:
+            self._correct(("answers", *eq1, *eq2), estimate, len(outcome.probes))
             await asyncio.gather(*(self._teacher_answer(state) for state in outcome.probes))
+            self._correct(eq1 + eq2, len(outcome.probes), len(outcome.surviving()))
+        consistent = len(outcome.surviving())
         if self.config.eq1:
             await asyncio.gather(*(self._consistency(record, state) for state in outcome.surviving()))
         outcome.question_answer = writers.question_target(record, rationale)
         self._decide(outcome)
+        self._correct(eq2, consistent, len(outcome.surviving()) if outcome.drop_reason is None else 0)
         if outcome.drop_reason is None and self.config.eq2:
             await self._rejection(outcome)
         return outcome
 
-    async def _ask_teacher(self, request: messages.Messages) -> str | None:
+    async def _ask(self, client: ChatClient, request: messages.Messages, phase: str) -> str | None:
+        text = await client.complete(request)
+        self.progress.finished(phase, failed=text is None)
+        return text
+
+    async def _ask_teacher(self, request: messages.Messages, phase: str) -> str | None:
         assert self.teacher is not None, "this stage needs a teacher endpoint"
-        return await self.teacher.complete(request)
+        return await self._ask(self.teacher, request, phase)
 
     async def _rationale(self, record: Record, outcome: QuestionOutcome) -> str | None:
         """R_T: the teacher's solution when it is correct, else the dataset's own rationale."""
         if self.teacher is None or not self.config.teacher_rationale:
             return record.rationale
-        text = await self._ask_teacher(question_messages(record.question, record.data_source))
+        text = await self._ask_teacher(question_messages(record.question, record.data_source), "rationale")
         if text is not None and filters.answers_question(text, record):
             outcome.teacher_rationale = True
             return text
@@ -204,13 +256,13 @@ class _Builder:
         """The teacher's probe, "" when it declined, None when the request failed."""
         if rule == "decomposition" and record.sub_questions:
             return ""
-        text = await self._ask_teacher(messages.authoring_messages(rule, record, rationale))
+        text = await self._ask_teacher(messages.authoring_messages(rule, record, rationale), "authoring")
         if text is None:
             return None
         return messages.parse_authored_probe(text) or ""
 
     async def _teacher_answer(self, state: ProbeState) -> None:
-        text = await self._ask_teacher(messages.probe_answer_messages(state.probe["question"]))
+        text = await self._ask_teacher(messages.probe_answer_messages(state.probe["question"]), "answers")
         if text is None:
             state.status = "request_failed"
         elif filters.teacher_final_answer(text) is None:
@@ -220,7 +272,7 @@ class _Builder:
 
     async def _consistency(self, record: Record, state: ProbeState) -> None:
         request = messages.consistency_messages(state.probe["question"], str(state.probe["teacher_answer"]), record)
-        text = await self._ask_teacher(request)
+        text = await self._ask_teacher(request, "eq1")
         if text is None:
             state.status = "request_failed"
         elif not filters.answers_question(text, record):
@@ -241,7 +293,7 @@ class _Builder:
         assert student is not None, "Eq.2 needs a student endpoint"
 
         async def student_correct(state: ProbeState) -> bool | None:
-            text = await student.complete(messages.probe_answer_messages(state.probe["question"]))
+            text = await self._ask(student, messages.probe_answer_messages(state.probe["question"]), "eq2")
             if text is None:
                 return None
             reference = filters.teacher_final_answer(str(state.probe["teacher_answer"]))
@@ -282,31 +334,51 @@ async def _run_all(
 ) -> list[QuestionOutcome]:
     endpoints = {name: endpoint for name in ("teacher", "student") if (endpoint := getattr(config, name))}
     down = await check_at_start(endpoints, config.cache_file())  # a dead endpoint stops here, writing nothing
-    progress = _Progress(len(selected), counts, enabled=config.progress)
+    mode = choose_mode(config.progress, sys.stderr)
+    progress = BuildProgress(counts, len(selected), mode, config.progress_interval_s)
     cache = CompletionCache(config.cache_file()) if config.teacher else None
+    ticker: asyncio.Task | None = None
+    finished = False
     try:
         teacher = student = None
+        limiter = None
+        if config.teacher and config.student and same_local_server(config.teacher.base_url, config.student.base_url):
+            limiter = asyncio.Semaphore(config.teacher.concurrency)  # one local server: one pool of slots
         if config.teacher:
-            teacher = ChatClient(config.teacher, cache, counts["teacher"], progress.refresh, down.get("teacher"))
+            teacher = ChatClient(
+                config.teacher, cache, counts["teacher"], progress.refresh, down.get("teacher"), limiter
+            )
         if config.student:
-            student = ChatClient(config.student, cache, counts["student"], progress.refresh, down.get("student"))
+            student = ChatClient(
+                config.student, cache, counts["student"], progress.refresh, down.get("student"), limiter
+            )
         async with _maybe(teacher), _maybe(student):
-            builder = _Builder(config, teacher, student)
+            builder = _Builder(config, teacher, student, progress)
+            for _, record in selected:
+                for phase, requests in builder.expected(record).items():
+                    progress.phases[phase].expected += requests
+            progress.start()
+            ticker = asyncio.create_task(progress.ticker())
             in_flight = asyncio.Semaphore(max(8, 4 * (config.teacher.concurrency if config.teacher else 1)))
 
             async def one(index: int, record: Record) -> QuestionOutcome:
                 async with in_flight:
                     outcome = await builder.run(index, record)
-                progress.advance()
+                progress.question_done()
                 return outcome
 
             try:
-                return list(await asyncio.gather(*(one(index, record) for index, record in selected)))
+                outcomes = list(await asyncio.gather(*(one(index, record) for index, record in selected)))
             except BaseException:
                 await _stop_other_tasks()  # an endpoint error stops the build: nothing may run on
                 raise
+            finished = True
+            return outcomes
     finally:
-        progress.close()
+        if ticker is not None:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+        progress.close(finished)
         if cache is not None:
             cache.close()
 
@@ -333,33 +405,6 @@ class _maybe:
     async def __aexit__(self, *exc_info: object) -> None:
         if self.client:
             await self.client.__aexit__(*exc_info)
-
-
-class _Progress:
-    """tqdm over questions, with the request counts (cached / asked / failed) as postfix."""
-
-    def __init__(self, total: int, counts: dict[str, RequestCounts], enabled: bool):
-        self.counts = counts
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="question", desc="EI build", file=sys.stderr, mininterval=0.5)
-
-    def refresh(self) -> None:
-        if self.bar is None:
-            return
-        totals = {key: sum(getattr(c, key) for c in self.counts.values()) for key in ("cached", "asked", "failed")}
-        self.bar.set_postfix(totals, refresh=False)
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.refresh()
-            self.bar.close()
 
 
 def _stats(config: BuildConfig, loaded: LoadResult, outcomes: list[QuestionOutcome], sft_count: int) -> dict[str, Any]:
@@ -471,6 +516,7 @@ def build(config: BuildConfig, loaded: LoadResult | None = None) -> BuildResult:
     }
     stats = _stats(config, loaded, outcomes, len(sft))
     stats["requests"] = {name: c.as_dict() for name, c in counts.items() if getattr(config, name)}
+    stats["drop_reasons"] = drop_report.explain(stats)  # the same lines the end-of-build summary prints
     paths["stats"] = writers.write_json(stats, out / STATS_FILE)
     failed = sum(c.failed for c in counts.values())
     return BuildResult(outcomes, stats, paths, failed)

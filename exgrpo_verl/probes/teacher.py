@@ -14,6 +14,9 @@ Gemini's OpenAI-compatible API), built to run for hours against a paid or self-h
   connected to (refused, unresolvable, no connection within ``connect_timeout_s``), or that drops
   the connection, on a request's last attempt is down, not a bad request:
   :class:`EndpointUnreachable` stops the run, and a rerun resumes from the cache.
+* The server's ``usage.completion_tokens`` and ``finish_reason: "length"`` are counted (tokens/s in
+  the build's progress; answers cut at max_tokens in its drop report). ``in_flight`` is what was sent
+  and is not answered yet.
 * Every answer is committed to the :class:`CompletionCache` before it is returned, so a rerun, or
   a run resumed after ``kill -9``, asks nothing that was already answered. Empty replies are never
   stored.
@@ -116,6 +119,12 @@ class RequestCounts:
     """Failed attempts by kind (a request retried three times after HTTP 500 counts 3 there)."""
     failed_by_kind: dict[str, int] = field(default_factory=dict)
     """Failed requests by the kind of their last attempt's error."""
+    completion_tokens: int = 0
+    """Tokens of the answers asked (the servers' ``usage``; 0 where a server reports none): for tokens/s."""
+    truncated: int = 0
+    """Answers cut at max_tokens (``finish_reason: length``): a cut answer often lacks its final answer."""
+    in_flight: int = 0
+    """Requests sent and not yet answered (a gauge for the progress display, not written to stats)."""
 
     def note_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -132,6 +141,8 @@ class RequestCounts:
             "retries": self.retries,
             "errors": dict(sorted(self.errors.items())),
             "failed_by_kind": dict(sorted(self.failed_by_kind.items())),
+            "completion_tokens": self.completion_tokens,
+            "truncated": self.truncated,
         }
 
 
@@ -160,17 +171,29 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def _content(payload: Any) -> str:
-    """The reply's text; an empty one is a failed attempt (kept, it would read as a real answer)."""
+@dataclass(frozen=True)
+class _Reply:
+    text: str
+    tokens: int
+    truncated: bool
+
+
+def _content(payload: Any) -> _Reply:
+    """The reply's text, its token count and whether it was cut at max_tokens; an empty reply is a
+    failed attempt (kept, it would read as a real answer)."""
     try:
-        content = payload["choices"][0]["message"]["content"]
+        choice = payload["choices"][0]
+        content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError) as error:
         raise _Retry("malformed_response") from error
     if content is None or (isinstance(content, str) and not content.strip()):
         raise _Retry("empty_content")
     if not isinstance(content, str):
         raise _Retry("malformed_response")
-    return content
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    truncated = isinstance(choice, dict) and choice.get("finish_reason") == "length"
+    return _Reply(content, tokens if isinstance(tokens, int) and tokens > 0 else 0, truncated)
 
 
 class ChatClient:
@@ -183,15 +206,18 @@ class ChatClient:
         counts: RequestCounts | None = None,
         on_change: Callable[[], None] | None = None,
         down: EndpointUnreachable | None = None,
+        limiter: asyncio.Semaphore | None = None,
     ):
         """``down``: the start-up check found the endpoint dead; answer from the cache only and stop
-        at the first request it does not hold."""
+        at the first request it does not hold. ``limiter``: a slot pool shared with another client
+        (teacher and student on one local server share its capacity); default: ``config.concurrency``
+        slots of its own."""
         self.config = config
         self.down = down
         self.cache = cache
         self.counts = counts or RequestCounts()
         self._on_change = on_change or (lambda: None)
-        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._semaphore = limiter or asyncio.Semaphore(config.concurrency)
         self._in_flight: dict[str, asyncio.Future[str | None]] = {}
         self._writes: set[asyncio.Future[None]] = set()
         self._http: aiohttp.ClientSession | None = None
@@ -248,20 +274,25 @@ class ChatClient:
         for attempt in range(1, self.config.max_attempts + 1):
             # The slot is held for the attempt only: a request sleeping before its retry leaves it to others.
             async with self._semaphore:
+                self.counts.in_flight += 1
+                self._on_change()
                 try:
-                    text = await self._post(body)
+                    reply = await self._post(body)
                 except _GiveUp as error:
                     self.counts.note_error(error.kind)
                     self.counts.note_failure(error.kind)
-                    self._on_change()
                     return None
                 except _Retry as error:
                     failure = error
                 else:
-                    await self._store(key, body, text)
+                    await self._store(key, body, reply.text)
                     self.counts.asked += 1
+                    self.counts.completion_tokens += reply.tokens
+                    self.counts.truncated += reply.truncated
+                    return reply.text
+                finally:
+                    self.counts.in_flight -= 1
                     self._on_change()
-                    return text
             self.counts.note_error(failure.kind)
             if attempt == self.config.max_attempts:
                 break
@@ -291,7 +322,7 @@ class ChatClient:
         write.add_done_callback(self._writes.discard)
         await asyncio.shield(write)
 
-    async def _post(self, body: dict[str, Any]) -> str:
+    async def _post(self, body: dict[str, Any]) -> _Reply:
         assert self._http is not None, "use ChatClient as an async context manager"
         try:
             async with self._http.post(self.config.url, json=body) as response:

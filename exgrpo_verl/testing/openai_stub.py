@@ -55,6 +55,14 @@ def default_script(body: dict[str, Any]) -> str:
     return f"Stub reply {key[:8]}.\n\n\\boxed{{{int(key[:4], 16) % 10}}}"
 
 
+def _usage(text: str | None, body: dict[str, Any]) -> tuple[int, str]:
+    """The reply's "tokens" (whitespace-separated words stand in for them) and finish reason: "length"
+    when they reach the request's max_tokens (the stub never cuts a scripted reply)."""
+    tokens = len((text or "").split())
+    limit = body.get("max_tokens")
+    return tokens, "length" if isinstance(limit, int) and tokens >= limit else "stop"
+
+
 def fail_first(*faults: Fault) -> FaultPlan:
     """Every distinct request meets ``faults`` on its first attempts, then is answered."""
     unknown = [fault for fault in faults if isinstance(fault, str) and fault not in FAULTS]
@@ -79,6 +87,7 @@ class StubServer:
         timeout_hold_s: float = 5.0,
         port: int = 0,
         api_key: str | None = None,
+        owned_by: str | None = None,
     ):
         self.script = script
         self.latency_s = latency_s
@@ -86,6 +95,8 @@ class StubServer:
         self.timeout_hold_s = timeout_hold_s
         self.api_key = api_key
         """When set, requests without "Authorization: Bearer <api_key>" get HTTP 401."""
+        self.owned_by = owned_by
+        """``owned_by`` of the model GET /models lists (vLLM says "vllm"); absent when None."""
         self.received: list[str] = []
         self.answered: list[str] = []
         self.aborted: list[str] = []
@@ -194,7 +205,10 @@ class StubServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send_json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+                    entry = {"id": "stub", "object": "model"}
+                    if stub.owned_by is not None:
+                        entry["owned_by"] = stub.owned_by
+                    self._send_json(200, {"object": "list", "data": [entry]})
                 else:
                     self._send_json(404, {"error": {"message": "not found"}})
 
@@ -253,15 +267,16 @@ class StubServer:
                 if stub.latency_s:
                     time.sleep(stub.latency_s)
                 text = _CONTENT_FAULTS[fault] if fault in _CONTENT_FAULTS else stub.script(body)
+                tokens, finish = _usage(text, body)
                 payload = {
                     "id": f"chatcmpl-{key[:12]}",
                     "object": "chat.completion",
                     "created": int(time.time()),
                     "model": body.get("model", "stub"),
                     "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
                     ],
-                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                    "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
                 }
                 if fault == "no_choices":
                     payload["choices"] = []
