@@ -49,6 +49,13 @@ BEFORE = [
     "~ray_kwargs.ray_init.runtime_env.env_vars.MALLOC_TRIM_THRESHOLD_",
     "~ray_kwargs.ray_init.runtime_env.env_vars.MALLOC_TOP_PAD_",
     "actor_rollout_ref.model.enable_gradient_checkpointing=true",
+    "actor_rollout_ref.actor.fsdp_config.reshard_after_forward=true",
+    "actor_rollout_ref.ref.fsdp_config.reshard_after_forward=true",
+    # micro-batches packed up to a token budget (padded to their longest row), not one row each
+    "actor_rollout_ref.actor.use_dynamic_bsz=true",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=null",
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=null",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=null",
     "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=2048",
     "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=4096",
     "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=4096",

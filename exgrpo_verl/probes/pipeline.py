@@ -41,7 +41,7 @@ EXIT_REQUESTS_FAILED = 3
 
 @dataclass
 class BuildConfig:
-    """Every setting of an EI build (the CLI flags map one to one; see README "Stage 1")."""
+    """Every setting of an EI build (the CLI flags map one to one; see docs/ei-data.md)."""
 
     dataset: str
     out_dir: Path
