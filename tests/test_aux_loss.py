@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from verl.trainer.ppo.padding_utils import construct_minimal_padding_template
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.utils.losses import ppo_loss
@@ -184,6 +185,42 @@ def test_rows_without_teacher_answers_contribute_nothing():
     ours, _ = exgrpo_actor_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data, aux_coef=0.5)
     plain, _ = ppo_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data)
     assert ours.item() == plain.item()
+
+
+def _verl_padding_row(template, eos_token_id: int):
+    """The synthetic row verl appends to fill a batch up to the mini-batch multiple, made by verl's own
+    template function from ``template`` (the batch's first row; here a teacher-forced one)."""
+    source = {
+        "prompts": torch.tensor(template.prompt_ids),
+        "responses": torch.tensor(template.response_ids),
+        "response_mask": torch.tensor(template.response_mask),
+        "extra_fields": dict(template.extra_fields),
+    }
+    sample, tag = construct_minimal_padding_template(source, {}, eos_token_id)
+    assert tag["is_padding"] and sample["extra_fields"][TEACHER_TOKENS_FIELD]  # the count came along
+    return SimpleNamespace(
+        prompt_ids=sample["prompts"].tolist(),
+        response_ids=sample["responses"].tolist(),
+        response_mask=sample["response_mask"].tolist(),
+        extra_fields=sample["extra_fields"],
+    )
+
+
+def test_verls_synthetic_padding_rows_add_no_teacher_tokens():
+    tokenizer, outputs = _dialogue_with_teacher_rows()
+    teacher_rows = [o for o in outputs if o.extra_fields.get(TEACHER_TOKENS_FIELD)]
+    padded = [*outputs, *(_verl_padding_row(teacher_rows[0], tokenizer.eos_token_id) for _ in range(3))]
+    model = build_tiny_model(tokenizer, "qwen2")
+    actor = _actor_config()
+    results = {}
+    for name, rows in {"real": outputs, "with padding": padded}.items():
+        batch, data = _loss_inputs(rows, tokenizer)
+        data["advantages"] = torch.zeros_like(data["advantages"])  # the rows' order moves advantages
+        results[name] = exgrpo_actor_loss(actor, {"log_probs": sequence_log_probs(model, batch)}, data, aux_coef=0.5)
+    (loss, metrics), (padded_loss, padded_metrics) = results["real"], results["with padding"]
+    assert padded_metrics[TOKENS_METRIC].values == metrics[TOKENS_METRIC].values
+    assert padded_metrics[NLL_METRIC].values == pytest.approx(metrics[NLL_METRIC].values, rel=1e-5)
+    assert padded_loss.item() == pytest.approx(loss.item(), rel=1e-5)
 
 
 def test_loss_function_survives_pickling_for_ray():

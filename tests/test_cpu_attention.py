@@ -90,9 +90,8 @@ def generations(model, tokenizer, kv_cache_tokens: int) -> list:
     prompts = [tokenizer.encode(text) for text in ("What is 2 + 3?", "Why is the sky blue? Say why.", "Hi")]
     first = generator.generate([GenerationRequest(p, 8, sampling, logprobs=True) for p in prompts])
     follow = tokenizer.encode(" And why?")
-    second = generator.generate(
-        [GenerationRequest(p + r.token_ids + follow, 6, sampling, logprobs=True) for p, r in zip(prompts, first)]
-    )
+    seconds = [p + r.token_ids + follow for p, r in zip(prompts, first, strict=True)]
+    second = generator.generate([GenerationRequest(p, 6, sampling, logprobs=True) for p in seconds])
     return first + second
 
 
@@ -103,7 +102,8 @@ def test_generation_picks_the_tokens_eager_picks(tokenizer, kv_cache_tokens):
     grouped = copy.deepcopy(eager)
     grouped.set_attn_implementation(register_grouped_decode())
     assert grouped.config._attn_implementation == GROUPED_DECODE
-    for a, b in zip(generations(eager, tokenizer, kv_cache_tokens), generations(grouped, tokenizer, kv_cache_tokens)):
+    expected = generations(eager, tokenizer, kv_cache_tokens)
+    for a, b in zip(expected, generations(grouped, tokenizer, kv_cache_tokens), strict=True):
         assert a.token_ids == b.token_ids
         torch.testing.assert_close(torch.tensor(a.log_probs), torch.tensor(b.log_probs), rtol=1e-4, atol=1e-5)
 

@@ -34,13 +34,21 @@ GAP_METRIC = "exgrpo/rollout_probs_diff_mean"
 
 
 def teacher_counts(data: TensorDict) -> list[int]:
-    """Per row: how many trailing response tokens are a teacher's answer (0 for ordinary rows)."""
+    """Per row: how many trailing response tokens are a teacher's answer (0 for ordinary rows).
+
+    A teacher-forced row's response always holds its probe's turn before the teacher's answer, so a
+    count that covers the whole response is not one. verl's synthetic padding rows (appended to make
+    the batch divisible by the mini-batch size: one EOS as the response) copy the extra fields of the
+    batch's first row, a teacher-forced row's count included; they must add nothing.
+    """
     if "extra_fields" not in data.keys():
         return [0] * data.batch_size[0]
     counts = []
-    for fields in list(data["extra_fields"]):
+    lengths = response_lengths(data).tolist()
+    for fields, length in zip(list(data["extra_fields"]), lengths, strict=True):
         fields = getattr(fields, "data", fields)
-        counts.append(int(fields.get(TEACHER_TOKENS_FIELD) or 0) if isinstance(fields, dict) else 0)
+        count = int(fields.get(TEACHER_TOKENS_FIELD) or 0) if isinstance(fields, dict) else 0
+        counts.append(count if count < length else 0)
     return counts
 
 
