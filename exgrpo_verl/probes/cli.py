@@ -279,7 +279,7 @@ def run_build(args: argparse.Namespace) -> int:
         print("  of which reveal the answer: " + ", ".join(f"{r}={n}" for r, n in revealing.items()))
     for name, counts in stats.get("requests", {}).items():
         print(f"  {name} requests: {json.dumps(counts)}")
-    reasons = drop_report.explain(stats)
+    reasons = stats.get("drop_reasons", [])
     if reasons:
         print("  " + (drop_report.headline(stats) or "dropped, and what changes it:"))
         for reason in reasons:

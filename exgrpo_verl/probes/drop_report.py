@@ -28,11 +28,11 @@ _PROBE_REASONS: dict[str, str] = {
     "--teacher-max-tokens, or --no-consistency-filter (keeps them; not the paper's data).",
 }
 
+_NO_PROBES_PASSED = "{n} question(s) dropped: none of their probes passed the teacher and Eq.1 (see the probe lines)."
+
 _QUESTION_REASONS: dict[str, str] = {
-    "no_consistent_probes": "{n} question(s) dropped: none of their probes passed the teacher and Eq.1 "
-    "(see the probe lines).",
-    "no_probes_left": "{n} question(s) dropped: none of their probes passed the teacher and Eq.1 "
-    "(see the probe lines).",
+    "no_consistent_probes": _NO_PROBES_PASSED,
+    "no_probes_left": _NO_PROBES_PASSED,
     "no_applicable_rule": "{n} question(s) dropped: none of the rules fits them. Change: --rules.",
     "all_solved": "{n} question(s) dropped by Eq.2 (rejection): the student answered every consistent probe "
     "correctly, so the question teaches it nothing; a student as strong as the teacher (the same model) drops "

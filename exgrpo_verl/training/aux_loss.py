@@ -33,8 +33,9 @@ TOKENS_METRIC = "exgrpo/aux_teacher_tokens"
 GAP_METRIC = "exgrpo/rollout_probs_diff_mean"
 
 
-def teacher_counts(data: TensorDict) -> list[int]:
-    """Per row: how many trailing response tokens are a teacher's answer (0 for ordinary rows).
+def teacher_counts(data: TensorDict, lengths: list[int]) -> list[int]:
+    """Per row: how many trailing response tokens are a teacher's answer (0 for ordinary rows);
+    ``lengths``: each row's response length (:func:`response_lengths`).
 
     A teacher-forced row's response always holds its probe's turn before the teacher's answer, so a
     count that covers the whole response is not one. verl's synthetic padding rows (appended to make
@@ -44,7 +45,6 @@ def teacher_counts(data: TensorDict) -> list[int]:
     if "extra_fields" not in data.keys():
         return [0] * data.batch_size[0]
     counts = []
-    lengths = response_lengths(data).tolist()
     for fields, length in zip(list(data["extra_fields"]), lengths, strict=True):
         fields = getattr(fields, "data", fields)
         count = int(fields.get(TEACHER_TOKENS_FIELD) or 0) if isinstance(fields, dict) else 0
@@ -59,9 +59,8 @@ def response_lengths(data: TensorDict) -> torch.Tensor:
     return data["attention_mask"][:, data["prompts"].shape[1] :].sum(dim=1)
 
 
-def teacher_token_mask(data: TensorDict, width: int, counts: list[int]) -> torch.Tensor:
+def teacher_token_mask(lengths: list[int], width: int, counts: list[int]) -> torch.Tensor:
     """[rows, width] mask of the teacher tokens: the last ``count`` valid response tokens of a row."""
-    lengths = response_lengths(data).tolist()
     mask = torch.zeros(len(counts), width, dtype=torch.bool)
     for row, (count, length) in enumerate(zip(counts, lengths, strict=True)):
         if count:
@@ -104,7 +103,8 @@ def exgrpo_actor_loss(
 ) -> tuple[torch.Tensor, dict]:
     """verl's ``ppo_loss`` plus ``aux_coef`` · L_SFT-aux; exactly ``ppo_loss`` when there is nothing
     to add (λ = 0 or no teacher rows). Also logs the rollout/training log-prob gap."""
-    counts = teacher_counts(data)
+    lengths = response_lengths(data).tolist()
+    counts = teacher_counts(data, lengths)
     normaliser = _pg_token_normaliser(data) if aux_coef and any(counts) else None
     loss, metrics = ppo_loss(config, model_output, data, dp_group)
     log_prob = no_padding_2_padding(model_output["log_probs"], data)
@@ -113,7 +113,7 @@ def exgrpo_actor_loss(
         metrics[GAP_METRIC] = Metric(value=gap, aggregation=AggregationType.MEAN)
     if normaliser is None:
         return loss, metrics
-    mask = teacher_token_mask(data, log_prob.shape[1], counts).to(log_prob.device)
+    mask = teacher_token_mask(lengths, log_prob.shape[1], counts).to(log_prob.device)
     nll_sum = -(log_prob * mask).sum()
     teacher_tokens = mask.sum()
     metrics[NLL_METRIC] = Metric(value=(nll_sum.detach() / teacher_tokens).item(), aggregation=AggregationType.MEAN)
