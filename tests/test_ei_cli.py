@@ -159,3 +159,28 @@ def test_a_rejected_api_key_stops_the_build(gsm8k_file, tmp_path, capsys, monkey
     error = capsys.readouterr().err
     assert "HTTP 401" in error and "$EXGRPO_TEST_KEY" in error
     assert not (tmp_path / "rl_train.parquet").exists()
+
+
+def test_sft_bare_answers_give_a_format_warm_up_where_the_dataset_has_no_rationale(tmp_path):
+    """CommonsenseQA ships no rationale: teacher-free SFT is empty unless --sft-bare-answers asks for
+    [question -> the gold letter in \\boxed{}], graded correct by the dataset's own checker."""
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"Where would you keep item {i}?",
+            "choices": {"label": list("ABCDE"), "text": ["box", "bag", "shelf", "car", "desk"]},
+            "answerKey": "ABCDE"[i % 5],
+        }
+        for i in range(6)
+    ]
+    source = write_jsonl(tmp_path / "csqa.jsonl", rows)
+    base = ["ei-build", "--dataset=commonsense_qa", "--split=validation", f"--local-path={source}", "--no-progress"]
+    assert exgrpo_main([*base, f"--out-dir={tmp_path / 'plain'}"]) == 0
+    assert pq.read_table(tmp_path / "plain" / "sft_train.parquet").num_rows == 0
+    assert exgrpo_main([*base, f"--out-dir={tmp_path / 'bare'}", "--sft-bare-answers"]) == 0
+    sft = pq.read_table(tmp_path / "bare" / "sft_train.parquet").to_pylist()
+    assert [row["messages"][1]["content"] for row in sft] == [
+        f"The answer is \\boxed{{{row['answerKey']}}}." for row in rows
+    ]
+    assert all("(C) shelf" in row["messages"][0]["content"] for row in sft)
+    assert json.loads((tmp_path / "bare" / "stats.json").read_text())["outputs"]["sft_rows"] == 6

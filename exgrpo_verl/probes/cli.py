@@ -218,6 +218,12 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="one row per probe (default) or one dialogue of all probes per question",
     )
     sft.add_argument("--no-sft-question", action="store_true", help="leave out the question -> rationale turn")
+    sft.add_argument(
+        "--sft-bare-answers",
+        action="store_true",
+        help="a question without a rationale gets the SFT row question -> 'The answer is \\boxed{X}.' "
+        "(an answer-format warm-up for datasets that ship no rationale)",
+    )
 
 
 def build_config(args: argparse.Namespace, notes: list[str] | None = None) -> pipeline.BuildConfig:
@@ -246,6 +252,7 @@ def build_config(args: argparse.Namespace, notes: list[str] | None = None) -> pi
         teacher_rationale=not args.no_teacher_rationale,
         sft_layout=args.sft_layout,
         sft_question=not args.no_sft_question,
+        sft_bare_answers=args.sft_bare_answers,
         cache_path=args.cache,
         progress=not args.no_progress,
         progress_interval_s=args.progress_interval,

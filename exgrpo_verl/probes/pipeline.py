@@ -67,6 +67,8 @@ class BuildConfig:
     """With a teacher: ask it for R_T on each question (kept only when it answers correctly)."""
     sft_layout: str = "per_probe"
     sft_question: bool = True
+    sft_bare_answers: bool = False
+    """A question without a rationale gets the SFT row [question -> "The answer is \\boxed{X}."]."""
     cache_path: Path | None = None
     progress: bool = True
     progress_interval_s: float = 30.0
@@ -206,7 +208,7 @@ class _Builder:
         consistent = len(outcome.surviving())
         if self.config.eq1:
             await asyncio.gather(*(self._consistency(record, state) for state in outcome.surviving()))
-        outcome.question_answer = writers.question_target(record, rationale)
+        outcome.question_answer = writers.question_target(record, rationale, self.config.sft_bare_answers)
         self._decide(outcome)
         self._correct(eq2, consistent, len(outcome.surviving()) if outcome.drop_reason is None else 0)
         if outcome.drop_reason is None and self.config.eq2:

@@ -34,11 +34,15 @@ def select_fraction(count: int, fraction: float, seed: int) -> list[int]:
     return sorted(order[:keep])
 
 
-def question_target(record: Record, rationale: str | None) -> str | None:
+def question_target(record: Record, rationale: str | None, bare_answer: bool = False) -> str | None:
     """The assistant turn answering the original question in SFT data: the rationale, ending in the
-    gold answer in \\boxed{} unless the rationale already commits to it (MATH solutions do)."""
+    gold answer in \\boxed{} unless the rationale already commits to it (MATH solutions do).
+
+    Without a rationale there is no target, unless ``bare_answer``: then the gold answer alone, which
+    teaches the answer format (and the answer) but no reasoning -- a format warm-up for datasets that
+    ship no rationale (CommonsenseQA, BoolQ, ...)."""
     if not rationale or not rationale.strip():
-        return None
+        return f"The answer is \\boxed{{{record.answer}}}." if bare_answer else None
     text = rationale.strip()
     if grade(record.data_source, text, record.answer, record.choices)[0]:
         return text
