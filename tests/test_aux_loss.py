@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from functools import partial
 from types import SimpleNamespace
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from verl.trainer.ppo.padding_utils import construct_minimal_padding_template
+from transfer_queue import KVBatchMeta
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.utils.losses import ppo_loss
@@ -294,3 +296,53 @@ def test_the_exgrpo_mode_installs_its_loss_without_the_aux_term_too():
     trainer.global_steps = 0
     trainer.on_init_end()
     assert len(installed) == 1 and installed[0].keywords["aux_coef"] == 0
+
+
+def _update_recorder(*overrides: str):
+    """The exgrpo_sync trainer with a worker group that records what verl's ``_update_actor`` sends."""
+    config = trainer_config(f"trainer.v1.trainer_mode={TRAINER_MODE}", *AUX, *overrides)
+    trainer = object.__new__(ExGRPOTrainerSync)
+    trainer.config, trainer.parameter_sync_step, trainer.use_critic, trainer.global_steps = config, 1, False, 1
+    trainer.distillation_config = None
+    sent = []
+    trainer.actor_rollout_wg = SimpleNamespace(
+        update_actor=lambda batch: sent.append(dict(batch.extra_info)) or {"metrics": {"mfu": 0.0}}
+    )
+    return trainer, sent
+
+
+@pytest.mark.parametrize(
+    ("prompts", "mini", "dp", "teacher_rows", "multiple", "updates"),
+    [(2, 2, 1, 3, 4, 1), (64, 32, 8, 100, 16, 2), (8, 2, 2, 0, 16, 4)],
+)
+def test_teacher_rows_join_the_recipes_mini_batches(prompts, mini, dp, teacher_rows, multiple, updates):
+    """verl's rule (mini-batches of ppo_mini_batch_size x n rows) would turn teacher-forced rows into
+    extra optimiser updates; the exgrpo_sync trainer keeps train_batch_size / ppo_mini_batch_size updates
+    and sizes the mini-batch to the step's rows."""
+    trainer, sent = _update_recorder(
+        f"data.train_batch_size={prompts}", f"actor_rollout_ref.actor.ppo_mini_batch_size={mini}"
+    )
+    n = trainer.config.actor_rollout_ref.rollout.n
+    verls = math.lcm(dp, mini * n)
+    assert trainer._get_required_batch_multiple(dp) == multiple
+    rows = prompts * n + teacher_rows
+    padded = -(-rows // multiple) * multiple
+    if (prompts, mini) in ((2, 2), (64, 32)):  # the cpu student's and the GPU recipes' shapes
+        assert multiple < verls  # fewer synthetic padding rows than verl's rule adds
+    metrics: dict = {}
+    trainer._update_actor(KVBatchMeta(keys=[f"k{i}" for i in range(padded)], tags=[{}] * padded), metrics)
+    assert [info["mini_batch_size"] for info in sent] == [padded // updates]
+    assert sent[0]["global_batch_size"] == padded // updates
+    assert metrics["exgrpo/update/mini_batches"] == updates
+    assert trainer.config.actor_rollout_ref.actor.ppo_mini_batch_size == mini  # the recipe's value is back
+    if teacher_rows == 0:  # without teacher rows: exactly verl's mini-batches
+        assert padded // updates == mini * n and padded % verls == 0
+
+
+def test_a_critic_keeps_verls_mini_batch_rule():
+    trainer, sent = _update_recorder()
+    trainer.use_critic = True
+    trainer.config.critic.ppo_mini_batch_size = 2
+    n = trainer.config.actor_rollout_ref.rollout.n
+    mini = trainer.config.actor_rollout_ref.actor.ppo_mini_batch_size
+    assert trainer._get_required_batch_multiple(1) == math.lcm(2 * n, mini * n)

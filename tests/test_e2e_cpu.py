@@ -243,6 +243,13 @@ def test_exgrpo_logs_the_method_and_trains(walkthrough):
         # student takes the rollout's log-probs as the old ones, and the update's forward measures the gap
         assert "timing_s/old_log_prob" not in metrics or metrics["timing_s/old_log_prob"] < 1.0
         assert 0 <= metrics["actor/exgrpo/rollout_probs_diff_mean"] < 1e-2
+        # one optimiser update a step, as the cpu student's recipe says (2 prompts, mini-batch of 2): the
+        # teacher-forced rows join the dialogues' mini-batch instead of making verl split off another
+        # one (its rule: mini-batches of ppo_mini_batch_size x n = 8 rows, padding to a multiple of 8)
+        rows = 2 * 4 + metrics["exgrpo/aux/teacher_rows"]
+        assert metrics["exgrpo/update/mini_batches"] == 1
+        assert metrics["actor/exgrpo/mini_batch_rows"] == metrics["exgrpo/update/rows_per_mini_batch"]
+        assert rows <= metrics["actor/exgrpo/mini_batch_rows"] < rows + 4
     assert any(key.startswith("val-core/gsm8k/") for key in first[3])  # test_freq=3
     assert sum(first[step]["exgrpo/aux/teacher_rows"] for step in (1, 2, 3)) > 0
 

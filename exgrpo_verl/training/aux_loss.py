@@ -31,6 +31,7 @@ from exgrpo_verl.rollout.agent_loop import TEACHER_TOKENS_FIELD
 NLL_METRIC = "exgrpo/aux_nll_per_token"
 TOKENS_METRIC = "exgrpo/aux_teacher_tokens"
 GAP_METRIC = "exgrpo/rollout_probs_diff_mean"
+MINI_BATCH_ROWS_METRIC = "exgrpo/mini_batch_rows"
 
 
 def teacher_counts(data: TensorDict, lengths: list[int]) -> list[int]:
@@ -111,6 +112,10 @@ def exgrpo_actor_loss(
     gap = rollout_probs_gap(log_prob, data)
     if gap is not None:
         metrics[GAP_METRIC] = Metric(value=gap, aggregation=AggregationType.MEAN)
+    # the rows of the mini-batch this micro-batch belongs to, as verl split them (padding included)
+    mini_batch_rows = tu.get_non_tensor_data(data, "global_token_num", None)
+    if mini_batch_rows:
+        metrics[MINI_BATCH_ROWS_METRIC] = Metric(value=float(len(mini_batch_rows)), aggregation=AggregationType.MEAN)
     if normaliser is None:
         return loss, metrics
     mask = teacher_token_mask(lengths, log_prob.shape[1], counts).to(log_prob.device)
