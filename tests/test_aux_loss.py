@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from verl.trainer.ppo.padding_utils import construct_minimal_padding_template
 from transfer_queue import KVBatchMeta
+from verl.trainer.ppo.padding_utils import construct_minimal_padding_template
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.utils.losses import ppo_loss
