@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from exgrpo_verl.__main__ import main
 from exgrpo_verl.data_sources import get_data_source
 from exgrpo_verl.eval.report import PAPER_REFERENCES
+from exgrpo_verl.eval.uncertainty import accuracy_interval, answers_correct, compare
 from tests.eval_fixtures import FIXTURE_RECORDS, StubChatServer, write_records_jsonl
 
 
@@ -66,8 +68,48 @@ def test_report_table_matches_results_and_plot_is_a_png(tmp_path):
     counts = parse_markdown_table(report.read_text(), "## Correct / answers")
     assert counts["zero-shot"]["gsm8k"] == "1/3" and counts["exgrpo"]["anli"] == "0/1"
 
+    intervals = parse_markdown_table(report.read_text(), "## 95% intervals (Wilson)")
+    low, high = map(float, intervals["zero-shot"]["gsm8k"].split("–"))
+    assert (low, high) == pytest.approx(_wilson(1, 3), abs=0.05)
+    paired = parse_markdown_table(report.read_text(), "## Against zero-shot, question by question")
+    assert set(paired) == {"exgrpo"}  # each later run against the first
+    assert paired["exgrpo"]["gsm8k"] == "+1 / −0 of 3, p = 1"  # g1 fixed, g2 wrong in both
+    assert paired["exgrpo"]["anli"] == "+0 / −1 of 1, p = 1"
+
     png = chart.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+def _wilson(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return 100 * (centre - half), 100 * (centre + half)
+
+
+@pytest.mark.parametrize(("correct", "n"), [(0, 10), (42, 221), (221, 221), (7, 100)])
+def test_accuracy_interval_is_wilsons(correct, n):
+    assert accuracy_interval(correct, n) == pytest.approx(_wilson(correct, n), abs=1e-3)
+    assert accuracy_interval(0, 0) is None
+
+
+def test_paired_comparison_is_an_exact_mcnemar_test():
+    first = {("d", str(i), 0): i < 12 for i in range(30)}  # right on 0..11
+    second = {("d", str(i), 0): 2 <= i < 22 for i in range(30)}  # loses 0, 1; gains 12..21
+    comparison = compare(first, second, "d")
+    assert (comparison.shared, comparison.only_first, comparison.only_second) == (30, 2, 10)
+    assert comparison.p_value == pytest.approx(2 * (1 + 12 + 66) / 2**12)  # 2 P(X <= 2), X ~ Bin(12, 1/2)
+    assert compare(first, first, "d").p_value == 1.0
+    assert compare(first, second, "other") is None
+
+
+def test_answers_file_cut_mid_line_still_pairs(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    path.write_text(
+        '{"format": "x"}\n{"dataset": "d", "id": "1", "sample": 0, "correct": true}\n{"dataset": "d", "id"',
+        encoding="utf-8",
+    )
+    assert answers_correct(path) == {("d", "1", 0): True}
 
 
 def test_report_names_a_file_that_is_not_results(tmp_path, capsys):

@@ -13,6 +13,7 @@ from typing import Any
 from exgrpo_verl.data_sources import DATA_SOURCES
 from exgrpo_verl.eval.errors import EvalError
 from exgrpo_verl.eval.results import load_results
+from exgrpo_verl.eval.uncertainty import accuracy_interval, answers_correct, compare
 
 AVERAGE_COLUMNS = {"held_in": "Held-in avg", "ood": "OOD avg"}
 MISSING = "—"
@@ -128,6 +129,7 @@ def build_markdown(runs: Sequence[dict[str, Any]], references: Sequence[Referenc
         "",
         _table(counts_header, counts),
         "",
+        *_uncertainty_section(runs, columns),
         "## Runs",
         "",
         *[
@@ -139,6 +141,52 @@ def build_markdown(runs: Sequence[dict[str, Any]], references: Sequence[Referenc
         "",
     ]
     return "\n".join(parts)
+
+
+def _uncertainty_section(runs: Sequence[dict[str, Any]], columns: list[str]) -> list[str]:
+    """95% Wilson intervals, and each later run against the first on the questions both answered."""
+    rows = []
+    for r in runs:
+        cells = []
+        for name in columns:
+            metrics = r["datasets"].get(name)
+            interval = accuracy_interval(metrics["correct"], metrics["answers"]) if metrics else None
+            cells.append(MISSING if interval is None else f"{interval[0]:.1f}–{interval[1]:.1f}")
+        rows.append([_escape(r["run"]), *cells])
+    lines = ["## 95% intervals (Wilson)", "", _table(["Run", *columns], rows), ""]
+    if len(runs) < 2:
+        return lines
+    answers = [_answers_or_none(r) for r in runs]
+    if answers[0] is None:
+        return [*lines, f"No paired comparison: {_escape(runs[0]['run'])}'s answers file is missing.", ""]
+    first = _escape(runs[0]["run"])
+    paired = []
+    for r, correct in zip(runs[1:], answers[1:], strict=True):
+        cells = []
+        for name in columns:
+            comparison = compare(answers[0], correct, name) if correct is not None else None
+            cells.append(
+                MISSING
+                if comparison is None
+                else f"+{comparison.only_second} / −{comparison.only_first} of {comparison.shared}, "
+                f"p = {comparison.p_value:.2g}"
+            )
+        paired.append([_escape(r["run"]), *cells])
+    return [
+        *lines,
+        f"## Against {first}, question by question",
+        "",
+        _table(["Run", *columns], paired),
+        "",
+        f"On the answers both runs gave: +questions this run got right and {first} wrong, "
+        f"−the reverse; p: exact McNemar test (two-sided) that the two runs are equally accurate.",
+        "",
+    ]
+
+
+def _answers_or_none(results: dict[str, Any]) -> dict | None:
+    path = results.get("generations")
+    return answers_correct(path) if path and Path(path).is_file() else None
 
 
 def _questions_from(results: dict[str, Any]) -> str:
