@@ -70,3 +70,20 @@ def test_no_logged_metrics_say_why(tmp_path):
     assert "trainer.logger" in section and "needs `file`" in section
     csv_path, image = curves.write_all({}, tmp_path / "curves.csv", tmp_path / "curves.png")
     assert image is None and csv_path.read_text().strip() == "arm,step,metric,value"
+
+
+def test_an_arm_keeps_its_colour_in_every_panel():
+    """P_full has no grpo line: exgrpo must not take the first colour there (it is grpo's in the legend)."""
+    data = {
+        "grpo": {1: {"critic/score/mean": 0.1}},
+        "exgrpo": {1: {"critic/score/mean": 0.2, "exgrpo/p_full": 0.5}},
+    }
+    figure = curves.figure_of(data)
+    colour = {}
+    for axes in figure.axes:
+        for line in axes.get_lines():
+            assert colour.setdefault(line.get_label(), line.get_color()) == line.get_color()
+    assert set(colour) == {"grpo", "exgrpo"} and colour["grpo"] != colour["exgrpo"]
+    legend = figure.axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["grpo", "exgrpo"]
+    assert [handle.get_color() for handle in legend.legend_handles] == [colour["grpo"], colour["exgrpo"]]

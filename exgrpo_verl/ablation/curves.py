@@ -85,13 +85,16 @@ def series(steps: Curves, metric: str) -> tuple[list[int], list[float]]:
     return [s for s, _ in points], [v for _, v in points]
 
 
-def plot(curves: Mapping[str, Curves], path: Path) -> Path | None:
-    """One panel per metric, one line per arm; None when no arm logged a plotted metric."""
+def figure_of(curves: Mapping[str, Curves]):
+    """The curves' matplotlib figure (None without a plotted metric). An arm keeps its colour in every
+    panel, also in the panels some arms have no line in (P_full: ExGRPO arms only)."""
     from matplotlib.figure import Figure  # object API: no display, the caller's backend untouched
+    from matplotlib.lines import Line2D
 
     panels = plotted_metrics(curves)
     if not panels:
         return None
+    colours = {arm: f"C{index % 10}" for index, arm in enumerate(curves)}
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(4.6 * columns, 3.2 * rows), dpi=110)
@@ -100,13 +103,23 @@ def plot(curves: Mapping[str, Curves], path: Path) -> Path | None:
         for arm, steps in curves.items():
             xs, ys = series(steps, metric)
             if xs:
-                axes.plot(xs, ys, marker="o" if len(xs) <= 12 else None, markersize=3, label=arm)
+                marker = "o" if len(xs) <= 12 else None
+                axes.plot(xs, ys, marker=marker, markersize=3, label=arm, color=colours[arm])
         axes.set_title(title, fontsize=9)
         axes.set_xlabel("step", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
-    figure.axes[0].legend(fontsize=7)
+    handles = [Line2D([], [], color=colour, label=arm) for arm, colour in colours.items()]
+    figure.axes[0].legend(handles=handles, fontsize=7)
     figure.tight_layout()
+    return figure
+
+
+def plot(curves: Mapping[str, Curves], path: Path) -> Path | None:
+    """One panel per metric, one line per arm; None when no arm logged a plotted metric."""
+    figure = figure_of(curves)
+    if figure is None:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
