@@ -256,6 +256,7 @@ async def test_server_records_each_generate_call(model_dir, tokenizer, tmp_path)
     assert sum(c["requests"] for c in calls) == 3 and sum(c["generated_tokens"] for c in calls) == 6
     assert sum(c["prompt_tokens"] for c in calls) == 3 * len(ids)
     assert all(c["seconds"] > 0 and c["global_steps"] == 0 for c in calls)
+    assert sum(c["steps"] for c in calls) >= 2 and all(c["threads"] == torch.get_num_threads() for c in calls)
 
 
 def test_unknown_engine_kwargs_are_refused():

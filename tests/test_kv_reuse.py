@@ -141,9 +141,9 @@ def test_the_budget_evicts_the_least_recently_used():
         layout = BatchLayout([tokens], [0], 0, len(tokens))
         cache.store(layout, fake_cache(1, len(tokens) + 1), [[99, 100]], steps=2)  # keeps prompt + 1 generated
     assert cache.cached_tokens <= 10 and len(cache) == 2
-    layout, _ = cache.layout([[1, 2, 3, 4, 99, 5]])
+    layout = cache.layout([[1, 2, 3, 4, 99, 5]])
     assert layout.reused == [0]  # the oldest was evicted
-    layout, _ = cache.layout([[20, 21, 22, 23, 99, 5]])
+    layout = cache.layout([[20, 21, 22, 23, 99, 5]])
     assert layout.reused == [5]
 
 

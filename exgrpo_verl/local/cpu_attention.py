@@ -38,17 +38,21 @@ def grouped_decode_attention(
     if q_len != 1 or module.training or dropout or special or heads % kv_heads:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     scale = scaling if scaling is not None else dim**-0.5
-    grouped = query.view(batch, kv_heads, heads // kv_heads, dim)
-    scores = torch.matmul(grouped, key.transpose(2, 3)).float() * scale  # (B, KV, H/KV, L)
+    group = heads // kv_heads
+    length = key.shape[-2]
+    # [batch·kv_heads, ...] views: the cache's buffers (decoding.PreallocatedLayer) are read in place
+    grouped = query.reshape(batch * kv_heads, group, dim)
+    keys_t = key.transpose(2, 3).reshape(batch * kv_heads, dim, length)
+    scores = torch.bmm(grouped, keys_t).float().view(batch, kv_heads, group, length) * scale
     if attention_mask is not None:
-        mask = attention_mask[..., : key.shape[-2]]  # (B, 1, 1, L): True attends, or an additive float mask
+        mask = attention_mask[..., :length]  # (B, 1, 1, L): True attends, or an additive float mask
         if mask.dtype == torch.bool:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + mask.float()
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
-    output = torch.matmul(probs, value)  # (B, KV, H/KV, D)
-    return output.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+    probs = torch.softmax(scores, dim=-1).to(value.dtype).view(batch * kv_heads, group, length)
+    output = torch.bmm(probs, value.reshape(batch * kv_heads, length, value.shape[-1]))  # (B·KV, H/KV, D)
+    return output.view(batch, heads, 1, -1).transpose(1, 2).contiguous(), None
 
 
 def register_grouped_decode() -> str:

@@ -24,25 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria
+from transformers import GenerationConfig
 
+from exgrpo_verl.local.decoding import Sampling, decode, preallocated_cache
 from exgrpo_verl.local.kv_reuse import DialogueKVCache
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """The sampling settings that must be equal for requests to share one ``generate`` call."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    stop_token_ids: tuple[int, ...] = ()
-    ignore_eos: bool = False
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature <= 0
 
 
 @dataclass
@@ -111,45 +96,6 @@ def neutral_generation_config(model: Any, pad_token_id: int) -> GenerationConfig
     return config
 
 
-class _PerRowBudget(StoppingCriteria):
-    """Row i is done once it has generated ``budgets[i]`` tokens."""
-
-    def __init__(self, prompt_width: int, budgets: list[int], device: torch.device) -> None:
-        self.prompt_width = prompt_width
-        self.budgets = torch.tensor(budgets, device=device)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return (input_ids.shape[1] - self.prompt_width) >= self.budgets
-
-
-class _LogProbRecorder(LogitsProcessor):
-    """Records log softmax(logits / T) of each sampled token.
-
-    transformers applies custom processors after its own penalty processors and before the
-    temperature/top-k/top-p warpers, so this sees the logits the sampler starts from. The token
-    chosen at step t is visible at step t+1 (last column of ``input_ids``); ``finish`` takes the last.
-    """
-
-    def __init__(self, temperature: float) -> None:
-        self.temperature = temperature if temperature > 0 else 1.0
-        self.pending: torch.Tensor | None = None
-        self.steps: list[torch.Tensor] = []
-
-    def _take(self, chosen: torch.Tensor) -> None:
-        if self.pending is not None:
-            self.steps.append(self.pending.gather(1, chosen.unsqueeze(1)).squeeze(1))
-            self.pending = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self._take(input_ids[:, -1])
-        self.pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
-        self._take(sequences[:, -1])
-        return torch.stack(self.steps, dim=1) if self.steps else sequences.new_zeros((sequences.size(0), 0)).float()
-
-
 class HFGenerator:
     """Generates for a batch of requests with one model; the caller serialises calls.
 
@@ -169,6 +115,7 @@ class HFGenerator:
         neutral_generation_config(model, self.pad_token_id)
         self.kv_cache = DialogueKVCache(kv_cache_tokens)
         self.last_reused_tokens = 0
+        self.last_steps = 0
 
     def weights_changed(self) -> None:
         """Kept keys/values were computed by the old weights: drop them."""
@@ -182,6 +129,7 @@ class HFGenerator:
         """Results in request order; requests with equal sampling settings share a ``generate`` call."""
         results: list[GenerationResult | None] = [None] * len(requests)
         reused_before = self.kv_cache.reused_tokens
+        self.last_steps = 0
         groups: dict[Sampling, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(request.sampling, []).append(index)
@@ -199,46 +147,27 @@ class HFGenerator:
     @torch.no_grad()
     def _generate_group(self, sampling: Sampling, requests: list[GenerationRequest]) -> list[GenerationResult]:
         # left padding (every row's next token is at the end), with a kept prefix in front
-        layout, past = self.kv_cache.layout([r.prompt_ids for r in requests])
-        width = layout.width
-        device = self.device
-        input_ids, attention_mask = layout.inputs(self.pad_token_id)
         budgets = [r.max_tokens for r in requests]
+        prompts = [r.prompt_ids for r in requests]
+        layout = self.kv_cache.layout(prompts)
+        cache = preallocated_cache(self.model.config, layout.width + max(budgets))
+        self.kv_cache.prefill(layout, cache)
+        input_ids, attention_mask = layout.inputs(self.pad_token_id)
         stop_ids = self._stop_ids(sampling)
-        recorder = _LogProbRecorder(sampling.temperature) if any(r.logprobs for r in requests) else None
-        # greedy decoding ignores the warpers; naming them anyway only makes transformers warn
-        warpers = (
-            {}
-            if sampling.greedy
-            else {
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "top_k": sampling.top_k,
-                "typical_p": 1.0,
-            }
-        )
-        config = GenerationConfig(
-            max_new_tokens=max(budgets),
-            do_sample=not sampling.greedy,
-            **warpers,
-            repetition_penalty=sampling.repetition_penalty,
-            eos_token_id=stop_ids or None,
+        device = self.device
+        decoded = decode(
+            self.model,
+            input_ids.to(device),
+            attention_mask.to(device),
+            cache,
+            budgets=budgets,
+            stop_ids=stop_ids,
+            settings=sampling,
             pad_token_id=self.pad_token_id,
-            num_beams=1,
-            use_cache=True,
-            return_dict_in_generate=True,
         )
-        output = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            past_key_values=past,
-            generation_config=config,
-            stopping_criteria=[_PerRowBudget(width, budgets, device)],
-            logits_processor=[recorder] if recorder else [],
-        )
-        sequences = output.sequences
-        log_probs = recorder.finish(sequences).cpu() if recorder else None
-        generated = sequences[:, width:].cpu()
+        self.last_steps += decoded.steps
+        generated = decoded.tokens.cpu()
+        log_probs = decoded.log_probs.cpu()
         stop_set = set(stop_ids)
         results = []
         for row, request in enumerate(requests):
@@ -246,11 +175,8 @@ class HFGenerator:
             end = next((i + 1 for i, token in enumerate(tokens) if token in stop_set), None)
             finish_reason = "stop" if end is not None else "length"
             tokens = tokens[:end] if end is not None else tokens
-            row_log_probs = (
-                log_probs[row, : len(tokens)].tolist() if log_probs is not None and request.logprobs else None
-            )
+            row_log_probs = log_probs[row, : len(tokens)].tolist() if request.logprobs else None
             results.append(GenerationResult(tokens, row_log_probs, finish_reason))
         if self.kv_cache.enabled:
-            steps = sequences.shape[1] - width
-            self.kv_cache.store(layout, output.past_key_values, [r.token_ids for r in results], steps)
+            self.kv_cache.store(layout, cache, [r.token_ids for r in results], decoded.steps)
         return results

@@ -29,6 +29,7 @@ from verl.workers.rollout.replica import RolloutMode, RolloutReplica
 
 from exgrpo_verl.local import BACKEND_NAME
 from exgrpo_verl.local.hf_server import HFGenerateServer, load_model
+from exgrpo_verl.local.torch_thread import TorchThread
 
 
 def server_actor_name(replica_rank: int) -> str:
@@ -77,7 +78,9 @@ class HFRolloutServer(HFGenerateServer):
     def __init__(self, config: Any, model_config: Any, replica_rank: int, device: str) -> None:
         torch.manual_seed(int(config.seed) + replica_rank)
         engine_kwargs = hf_engine_kwargs(config)
-        model, tokenizer = load_model(
+        thread = TorchThread()
+        model, tokenizer = thread.call(
+            load_model,
             getattr(model_config, "local_path", None) or model_config.path,
             dtype=config.dtype,
             device=device,
@@ -90,6 +93,7 @@ class HFRolloutServer(HFGenerateServer):
             response_length=config.response_length,
             max_model_len=config.max_model_len or config.prompt_length + config.response_length,
             max_batch=config.max_num_seqs,
+            torch_thread=thread,
             **engine_kwargs,
         )
         self.replica_rank = replica_rank

@@ -21,6 +21,7 @@ from verl.workers.rollout.replica import TokenOutput
 
 from exgrpo_verl.local.cpu_attention import GROUPED_DECODE, register_grouped_decode
 from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator, parse_sampling_params
+from exgrpo_verl.local.torch_thread import TorchThread
 
 # Requests that arrive within this window join the same generate call.
 BATCH_WINDOW_S = 0.02
@@ -91,10 +92,13 @@ class HFGenerateServer:
         max_batch: int = 1024,
         stats_file: str | None = None,
         kv_cache_tokens: int = DEFAULT_KV_CACHE_TOKENS,
+        torch_thread: TorchThread | None = None,
     ) -> None:
         eos = [tokenizer.eos_token_id, *_token_ids(getattr(model.generation_config, "eos_token_id", None))]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.tokenizer = tokenizer
+        # every torch call of this server (loading, generating, new weights) runs on this one thread
+        self.torch_thread = torch_thread or TorchThread()
         self.generator = HFGenerator(
             model, [t for t in eos if t is not None], pad, kv_cache_tokens=int(kv_cache_tokens or 0)
         )
@@ -112,7 +116,11 @@ class HFGenerateServer:
     def from_pretrained(
         cls, path: str, *, dtype: Any = "float32", device: str = "cpu", trust_remote_code: bool = False, **kwargs: Any
     ) -> HFGenerateServer:
-        return cls(*load_model(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code), **kwargs)
+        thread = TorchThread()
+        model, tokenizer = thread.call(
+            load_model, path, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+        )
+        return cls(model, tokenizer, torch_thread=thread, **kwargs)
 
     @property
     def model(self) -> Any:
@@ -152,9 +160,8 @@ class HFGenerateServer:
                 batch.append(self._queue.get_nowait())
             try:
                 async with self._model_lock:
-                    start = time.perf_counter()
-                    results = await asyncio.to_thread(self.generator.generate, [p.request for p in batch])
-                    self._record(batch, results, time.perf_counter() - start)
+                    results, seconds, threads = await self.torch_thread.run(self._generate, batch)
+                    self._record(batch, results, seconds, threads)
             except Exception as exc:  # fail these requests, keep serving
                 for pending in batch:
                     if not pending.future.done():
@@ -164,7 +171,12 @@ class HFGenerateServer:
                     if not pending.future.done():
                         pending.future.set_result(result)
 
-    def _record(self, batch: list[_Pending], results: list[Any], seconds: float) -> None:
+    def _generate(self, batch: list[_Pending]) -> tuple[list[Any], float, int]:
+        start = time.perf_counter()
+        results = self.generator.generate([p.request for p in batch])
+        return results, time.perf_counter() - start, torch.get_num_threads()
+
+    def _record(self, batch: list[_Pending], results: list[Any], seconds: float, threads: int) -> None:
         if self.stats_file is None:
             return
         generated = sum(len(r.token_ids) for r in results)
@@ -177,6 +189,9 @@ class HFGenerateServer:
             "generated_tokens": generated,
             "seconds": round(seconds, 6),
             "seconds_per_generated_token": round(seconds / max(generated, 1), 6),
+            # decoding steps of the call (its longest row) and torch's intra-op threads
+            "steps": self.generator.last_steps,
+            "threads": threads,
         }
         with self.stats_file.open("a") as out:
             out.write(json.dumps(entry) + "\n")
@@ -186,7 +201,7 @@ class HFGenerateServer:
         self._start()
         async with self._model_lock:
             self.generator.weights_changed()
-            incompatible = self.model.load_state_dict(tensors, strict=False)
+            incompatible = await self.torch_thread.run(self.model.load_state_dict, tensors, strict=False)
             if incompatible.unexpected_keys:
                 raise KeyError(f"weights the rollout model does not have: {incompatible.unexpected_keys[:5]}")
         return len(tensors)

@@ -19,13 +19,16 @@ and values are the ones the same weights computed; the caches are dropped whenev
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import Cache, DynamicLayer
+
+from exgrpo_verl.local.decoding import PreallocatedLayer
+
+_FULL_LAYERS = (DynamicLayer, PreallocatedLayer)  # layers that hold every position's keys/values
 
 
 @dataclass
@@ -46,6 +49,7 @@ class BatchLayout:
     reused: list[int]
     past: int
     width: int
+    sources: list[CachedPrefix | None] = field(default_factory=list)  # the kept sequence each row reuses
 
     @property
     def fed(self) -> list[int]:
@@ -121,39 +125,38 @@ class DialogueKVCache:
             self._entries.move_to_end(best)
         return best, length
 
-    def layout(self, prompts: list[list[int]]) -> tuple[BatchLayout, DynamicCache | None]:
-        """The batch's layout and the cache holding its reused prefixes (None when nothing is reused).
+    def layout(self, prompts: list[list[int]]) -> BatchLayout:
+        """How the batch sits in one decoding loop: which kept prefix each row reuses, and the widths.
 
         At least one token of every prompt is fed: generation needs its logits.
         """
-        entries, reused = [], []
+        sources, reused = [], []
         for prompt in prompts:
             entry_id, shared = self._best(prompt) if self.enabled else (None, 0)
-            entries.append(self._entries[entry_id] if entry_id is not None else None)
+            sources.append(self._entries[entry_id] if entry_id is not None else None)
             reused.append(min(shared, len(prompt) - 1))
         past = max(reused, default=0)
         width = past + max(len(p) - r for p, r in zip(prompts, reused, strict=True))
-        layout = BatchLayout(prompts, reused, past, width)
+        layout = BatchLayout(prompts, reused, past, width, sources)
         self.reused_tokens += sum(reused)
         self.fed_tokens += sum(layout.fed)
-        if past == 0:
-            return layout, None
-        first = next(e for e in entries if e is not None)
-        cache = DynamicCache()
+        return layout
+
+    @staticmethod
+    def prefill(layout: BatchLayout, cache: Cache) -> None:
+        """Put the reused prefixes into the empty ``cache``: columns ``[0, past)``, right-aligned per row."""
+        if layout.past == 0:
+            return
+        first = next(source for source in layout.sources if source is not None)
         for layer in range(len(first.keys)):
-            batch_keys, batch_values = [], []
-            for entry, count in zip(entries, reused, strict=True):
-                template = first.keys[layer]
-                shape = (template.shape[0], past, template.shape[2])
-                k = template.new_zeros(shape)
-                v = first.values[layer].new_zeros(shape)
+            shape = (len(layout.prompts), first.keys[layer].shape[0], layout.past, first.keys[layer].shape[2])
+            keys = first.keys[layer].new_zeros(shape)
+            values = first.values[layer].new_zeros((*shape[:3], first.values[layer].shape[2]))
+            for row, (source, count) in enumerate(zip(layout.sources, layout.reused, strict=True)):
                 if count:
-                    k[:, past - count :] = entry.keys[layer][:, :count]
-                    v[:, past - count :] = entry.values[layer][:, :count]
-                batch_keys.append(k)
-                batch_values.append(v)
-            cache.update(torch.stack(batch_keys), torch.stack(batch_values), layer)
-        return layout, cache
+                    keys[row, :, layout.past - count :] = source.keys[layer][:, :count]
+                    values[row, :, layout.past - count :] = source.values[layer][:, :count]
+            cache.update(keys, values, layer)
 
     def store(self, layout: BatchLayout, cache: Any, outputs: list[list[int]], steps: int) -> None:
         """Keep every row's keys/values after a ``generate`` call of ``steps`` decoding steps.
@@ -163,7 +166,7 @@ class DialogueKVCache:
         sequence that a new one extends is dropped (the new one serves every prompt it served).
         """
         layers = getattr(cache, "layers", None)
-        if not self.enabled or not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        if not self.enabled or not layers or any(type(layer) not in _FULL_LAYERS for layer in layers):
             return  # sliding-window or other special caches are not laid out this way: no reuse
         for row in range(len(layout.prompts)):
             prompt, reused = layout.prompts[row], layout.reused[row]
