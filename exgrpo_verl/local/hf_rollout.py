@@ -28,7 +28,7 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutMode, RolloutReplica
 
 from exgrpo_verl.local import BACKEND_NAME
-from exgrpo_verl.local.hf_server import HFGenerateServer, load_model
+from exgrpo_verl.local.hf_server import HFGenerateServer, load_model, torch_dtype
 from exgrpo_verl.local.torch_thread import TorchThread
 
 
@@ -212,12 +212,15 @@ class HFServerAdapter(BaseRollout):
         if peft_config is not None:
             raise ValueError("the hf rollout takes merged weights: set actor_rollout_ref.model.lora.merge=true")
         server = self._server_handle()
+        # the server holds its copy in the rollout's dtype: convert here, and ship half the bytes of fp32
+        dtype = torch_dtype(self.config.dtype)
         bucket: dict[str, torch.Tensor] = {}
         size = 0
         sent = 0
         for name, tensor in weights:
             full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
-            bucket[name] = full.detach().to("cpu", copy=True)
+            wire = dtype if full.is_floating_point() else full.dtype
+            bucket[name] = full.detach().to("cpu", dtype=wire, copy=True)
             size += bucket[name].numel() * bucket[name].element_size()
             if size >= self.bucket_bytes:
                 sent += await server.load_weights.remote(bucket)
