@@ -53,6 +53,8 @@ BEFORE = [
     "~ray_kwargs.ray_init.runtime_env.env_vars.MALLOC_TOP_PAD_",
     "actor_rollout_ref.model.enable_gradient_checkpointing=true",
     "actor_rollout_ref.actor.fsdp_config.reshard_after_forward=true",
+    "actor_rollout_ref.actor.fsdp_config.use_no_sync_for_gradient_accumulation=false",
+    "actor_rollout_ref.model.override_config.attn_implementation=sdpa",
     "actor_rollout_ref.ref.fsdp_config.reshard_after_forward=true",
     # micro-batches packed up to a token budget (padded to their longest row), not one row each
     "actor_rollout_ref.actor.use_dynamic_bsz=true",

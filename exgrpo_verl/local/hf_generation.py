@@ -1,15 +1,16 @@
 """Token-in, token-out generation with a Hugging Face causal LM, the way verl's rollout servers do it.
 
 verl's agent loops send ``(prompt_ids, sampling_params)`` per turn and expect a ``TokenOutput``.
-This module turns concurrent requests into padded ``model.generate`` calls and honours verl's
-sampling parameters exactly:
+This module turns concurrent requests into padded batches for the decoding loop of :mod:`.decoding`
+and honours verl's sampling parameters exactly:
 
 - ``top_k = -1`` (or 0) means no top-k cut, and no default of the model's ``generation_config``
-  or of transformers (``top_k=50``) leaks in: a silent top-k makes the rollout sample from another
-  distribution than the one the trainer scores, and the rollout/training log-prob gap explodes.
+  or of transformers (``top_k=50``) leaks in (the loop never reads them): a silent top-k makes the
+  rollout sample from another distribution than the one the trainer scores, and the rollout/training
+  log-prob gap explodes.
 - ``temperature = 0`` is greedy decoding (verl's validation setting).
-- ``max_tokens`` is per request: requests with different budgets share one ``generate`` call and
-  each stops at its own budget (a per-row stopping criterion).
+- ``max_tokens`` is per request: requests with different budgets share one batch and each stops at
+  its own budget.
 - generation stops at the tokenizer/model EOS ids and ``stop_token_ids`` unless ``ignore_eos``;
   the stop token is part of the output, as with vLLM.
 - with ``logprobs``, each sampled token's log-probability under softmax(logits / temperature)
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import GenerationConfig
 
 from exgrpo_verl.local.decoding import Sampling, decode, preallocated_cache
 from exgrpo_verl.local.kv_reuse import DialogueKVCache
@@ -82,20 +82,6 @@ def parse_sampling_params(
     return GenerationRequest(list(prompt_ids), max_tokens, sampling, logprobs=logprobs)
 
 
-def neutral_generation_config(model: Any, pad_token_id: int) -> GenerationConfig:
-    """Give ``model`` a generation config with no opinions of its own, and return it.
-
-    ``generate`` fills every field a call leaves unset from the model's ``generation_config`` (a
-    checkpoint's ``generation_config.json`` often sets top_k, top_p, temperature, a repetition
-    penalty or its EOS ids) and then from transformers' global defaults (top_k=50). With this config
-    on the model and every sampling field set per call, neither leaks in; stop ids are per call too,
-    so ``ignore_eos`` really ignores them.
-    """
-    config = GenerationConfig(pad_token_id=pad_token_id)
-    model.generation_config = config
-    return config
-
-
 class HFGenerator:
     """Generates for a batch of requests with one model; the caller serialises calls.
 
@@ -112,7 +98,6 @@ class HFGenerator:
         if not self.eos_token_ids:
             raise ValueError("the model has no EOS token: generation would never stop before max_tokens")
         self.pad_token_id = int(pad_token_id)
-        neutral_generation_config(model, self.pad_token_id)
         self.kv_cache = DialogueKVCache(kv_cache_tokens)
         self.last_reused_tokens = 0
         self.last_steps = 0
@@ -126,7 +111,7 @@ class HFGenerator:
         return next(self.model.parameters()).device
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Results in request order; requests with equal sampling settings share a ``generate`` call."""
+        """Results in request order; requests with equal sampling settings share a decoding loop."""
         results: list[GenerationResult | None] = [None] * len(requests)
         reused_before = self.kv_cache.reused_tokens
         self.last_steps = 0

@@ -4,7 +4,7 @@ Three pieces, mirroring verl's own backends:
 
 - :class:`HFRolloutServer`, a Ray actor holding a copy of the policy. Agent loops call its
   ``generate(request_id, prompt_ids=…, sampling_params=…) -> TokenOutput`` concurrently; requests
-  that arrive together are batched into padded ``generate`` calls (:mod:`.hf_server`).
+  that arrive together are batched into padded decoding loops (:mod:`.hf_server`).
 - :class:`HFRolloutReplica`, the ``RolloutReplica`` verl's LLM server manager launches: one server
   per replica, on the node (and GPU) of the trainer worker it shares.
 - :class:`HFServerAdapter`, the ``BaseRollout`` in the trainer worker: after every step verl hands it

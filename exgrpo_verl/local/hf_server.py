@@ -2,7 +2,7 @@
 ``generate(request_id, prompt_ids=…, sampling_params=…) -> TokenOutput``.
 
 Concurrent requests (every agent loop of a batch awaits its own turn) are queued and answered by
-padded ``generate`` calls of :class:`~exgrpo_verl.local.hf_generation.HFGenerator`, one batch at a
+padded batches of :class:`~exgrpo_verl.local.hf_generation.HFGenerator`, one batch at a
 time. The Ray actor behind ``rollout.name=hf`` is this class plus verl's lifecycle calls; ``preview``
 and the tests use it directly.
 """
@@ -23,8 +23,12 @@ from exgrpo_verl.local.cpu_attention import GROUPED_DECODE, register_grouped_dec
 from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator, parse_sampling_params
 from exgrpo_verl.local.torch_thread import TorchThread
 
-# Requests that arrive within this window join the same generate call.
-BATCH_WINDOW_S = 0.02
+# A generate call collects requests until none has arrived for BATCH_IDLE_S (at most BATCH_MAX_WAIT_S
+# after the first). The agent loops of a batch send their next turns one after another as they process
+# the last call's outputs; a turn that misses the call waits for the whole next one (with SmolLM2 on 2
+# cores a lone 128-token final answer took 10 s, a fixed 20 ms window split a round that way).
+BATCH_IDLE_S = 0.1
+BATCH_MAX_WAIT_S = 1.0
 # Keys/values kept for prompts that continue an earlier generation (a dialogue's next turn), in tokens
 # over all kept sequences; dropped whenever the weights change. 0 turns reuse off.
 DEFAULT_KV_CACHE_TOKENS = 65536
@@ -154,10 +158,7 @@ class HFGenerateServer:
 
     async def _serve(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            await asyncio.sleep(BATCH_WINDOW_S)  # let the other agent loops' turns arrive
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._collect()
             try:
                 async with self._model_lock:
                     results, seconds, threads = await self.torch_thread.run(self._generate, batch)
@@ -170,6 +171,21 @@ class HFGenerateServer:
                 for pending, result in zip(batch, results, strict=True):
                     if not pending.future.done():
                         pending.future.set_result(result)
+
+    async def _collect(self) -> list[_Pending]:
+        """The next call's requests: the first to arrive, then the others of its burst."""
+        loop = asyncio.get_running_loop()
+        batch = [await self._queue.get()]
+        deadline = loop.time() + BATCH_MAX_WAIT_S
+        while len(batch) < self.max_batch:
+            wait = min(BATCH_IDLE_S, deadline - loop.time())
+            if wait <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), wait))
+            except TimeoutError:
+                break
+        return batch
 
     def _generate(self, batch: list[_Pending]) -> tuple[list[Any], float, int]:
         start = time.perf_counter()

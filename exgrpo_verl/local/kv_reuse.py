@@ -7,7 +7,7 @@ finished generation leaves behind the keys and values of every token the model w
 reuses the longest kept prefix it starts with, and feeds only the rest. Keys and values depend on the
 tokens before them and the weights only, so any kept sequence that the prompt starts with serves.
 
-Rows that reuse different amounts share one ``generate`` call through a hole in the attention mask:
+Rows that reuse different amounts share one batch through a hole in the attention mask:
 
     [pad … | cached prefix (keys/values given) | pad … | new tokens (fed)] → generated tokens
 
@@ -42,7 +42,7 @@ class CachedPrefix:
 
 @dataclass
 class BatchLayout:
-    """How a batch of prompts sits in one ``generate`` call: ``reused[i]`` tokens of row i come from its
+    """How a batch of prompts sits in one decoding loop: ``reused[i]`` tokens of row i come from its
     cache (columns ``[past - reused[i], past)``), the rest are fed (columns ``[width - fed[i], width)``)."""
 
     prompts: list[list[int]]
@@ -159,7 +159,7 @@ class DialogueKVCache:
             cache.update(keys, values, layer)
 
     def store(self, layout: BatchLayout, cache: Any, outputs: list[list[int]], steps: int) -> None:
-        """Keep every row's keys/values after a ``generate`` call of ``steps`` decoding steps.
+        """Keep every row's keys/values after a decoding loop of ``steps`` steps.
 
         The model was fed each row's prompt and the first ``steps - 1`` generated tokens (the last
         sampled token never is); of a row's generated tokens, those up to its own end are kept. A kept
