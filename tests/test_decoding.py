@@ -1,14 +1,18 @@
 """The hf rollout's decoding loop: its in-place key/value cache reads and grows like transformers' own,
-its sampler draws from the distribution it is given, and the loop gives ``generate``'s tokens."""
+its sampler draws from the distribution it is given, the loop gives ``generate``'s tokens, and rows that
+join a running batch decode as they would alone."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import torch
 from transformers import GenerationConfig
 from transformers.cache_utils import DynamicLayer
 
-from exgrpo_verl.local.decoding import PreallocatedLayer, Sampling, decode, preallocated_cache, sample_from
+from exgrpo_verl.local.decoding import PreallocatedLayer, Sampling, preallocated_cache, sample_from
+from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator
 from exgrpo_verl.testing import build_tiny_model, build_tokenizer
 
 
@@ -60,52 +64,63 @@ def test_sampling_follows_the_given_probabilities():
     assert abs((second == 2).float().mean().item() - 0.5) < 0.02
 
 
+def _requests(tokenizer, texts: list[str], max_tokens: int, **sampling) -> list[GenerationRequest]:
+    settings = Sampling(**sampling, ignore_eos=True)
+    return [GenerationRequest(tokenizer.encode(t, add_special_tokens=False), max_tokens, settings, True) for t in texts]
+
+
 def test_greedy_decoding_gives_generates_tokens_in_a_padded_batch(model, tokenizer):
-    prompts = [tokenizer.encode(text, add_special_tokens=False) for text in ("What is 2 + 3?", "Name a colour")]
-    width = max(map(len, prompts))
-    ids = torch.full((2, width), tokenizer.pad_token_id)
-    mask = torch.zeros((2, width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt)
-        mask[row, width - len(prompt) :] = 1
-    decoded = decode(
-        model,
-        ids,
-        mask,
-        preallocated_cache(model.config, width + 12),
-        budgets=[12, 12],
-        stop_ids=[],
-        settings=Sampling(temperature=0),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    requests = _requests(tokenizer, ["What is 2 + 3?", "Name a colour"], 12, temperature=0)
+    results = HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id).generate(requests)
     pad = tokenizer.pad_token_id
+    width = max(len(r.prompt_ids) for r in requests)
+    ids = torch.full((2, width), pad)
+    mask = torch.zeros((2, width), dtype=torch.long)
+    for row, request in enumerate(requests):
+        ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
+        mask[row, width - len(request.prompt_ids) :] = 1
     config = GenerationConfig(max_new_tokens=12, min_new_tokens=12, do_sample=False, pad_token_id=pad)
     expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
-    assert decoded.steps == 12 and torch.equal(decoded.tokens, expected)
+    assert [r.token_ids for r in results] == expected.tolist()
     logits = model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
     first = torch.log_softmax(logits, dim=-1).gather(1, expected[:, :1]).squeeze(1)
-    torch.testing.assert_close(decoded.log_probs[:, 0], first, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.tensor([r.log_probs[0] for r in results]), first, rtol=1e-4, atol=1e-4)
 
 
-def _first(tokens: list[int], stop: int) -> int | None:
-    return next((i for i, token in enumerate(tokens) if token == stop), None)
-
-
-def test_rows_stop_at_their_budget_or_stop_token_and_are_padded_after(model, tokenizer):
-    ids = torch.tensor([tokenizer.encode("Count: 1 2 3", add_special_tokens=False)] * 2)
-    mask = torch.ones_like(ids)
-    pad = tokenizer.pad_token_id
-    greedy = decode(
-        model, ids, mask, preallocated_cache(model.config, 64), budgets=[8, 8], stop_ids=[],
-        settings=Sampling(temperature=0), pad_token_id=pad,
-    ).tokens[0].tolist()  # fmt: skip
+def test_rows_end_at_their_budget_or_stop_token(model, tokenizer):
+    generator = HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id)
+    greedy = generator.generate(_requests(tokenizer, ["Count: 1 2 3"], 8, temperature=0))[0].token_ids
     stop = greedy[-1]
-    decoded = decode(
-        model, ids, mask, preallocated_cache(model.config, 64), budgets=[2, 8], stop_ids=[stop],
-        settings=Sampling(temperature=0), pad_token_id=pad,
-    )  # fmt: skip
-    ends = [min(2, _first(greedy, stop) + 1), _first(greedy, stop) + 1]  # a budget, or the stop token
-    assert decoded.steps == max(ends)  # the loop ends when the last row ends
-    for row, end in enumerate(ends):
-        assert decoded.tokens[row, :end].tolist() == greedy[:end]
-        assert (decoded.tokens[row, end:] == pad).all()
+    first_stop = greedy.index(stop)
+    stopping = Sampling(temperature=0, stop_token_ids=(stop,), ignore_eos=True)
+    ids = tokenizer.encode("Count: 1 2 3", add_special_tokens=False)
+    short, long = generator.generate([GenerationRequest(ids, 2, stopping), GenerationRequest(ids, 8, stopping)])
+    assert short.token_ids == greedy[: min(2, first_stop + 1)]
+    assert long.token_ids == greedy[: first_stop + 1] and long.finish_reason == "stop"
+    assert generator.last_steps == first_stop + 1  # the loop ends when its last row ends
+
+
+@pytest.mark.parametrize("reuse", [0, 4096])
+def test_rows_that_join_a_running_batch_decode_as_they_would_alone(model, tokenizer, reuse):
+    """Rows handed over between steps (continuous batching) get the tokens and log-probs they get alone."""
+    texts = ["What is 2 + 3?", "Name a colour", "A long question about the weather in the mountains today?"]
+    alone = [
+        HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id).generate([request])[0]
+        for request in _requests(tokenizer, texts, 10, temperature=0)
+    ]
+    generator = HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, kv_cache_tokens=reuse)
+    first, *later = _requests(tokenizer, texts, 10, temperature=0)
+    results: dict[int, Any] = {}
+    calls = {"n": 0}
+    tags = iter([1, 2])
+
+    def take(room: int) -> list[tuple[GenerationRequest, int]]:
+        calls["n"] += 1  # one joins after 3 steps (narrower than the batch), one after 5 (wider)
+        return [(later.pop(0), next(tags))] if calls["n"] in (3, 5) else []
+
+    steps = generator.serve(Sampling(temperature=0, ignore_eos=True), [(first, 0)], results.__setitem__, take)
+    assert sorted(results) == [0, 1, 2] and not later
+    for index, expected in enumerate(alone):
+        assert results[index].token_ids == expected.token_ids
+        torch.testing.assert_close(results[index].log_probs, expected.log_probs, rtol=1e-4, atol=1e-4)
+    assert steps == 5 + 10  # the last row joined after 5 steps and decoded its 10 tokens

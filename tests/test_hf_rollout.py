@@ -5,7 +5,9 @@ registrations verl looks the backend up by."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -216,18 +218,47 @@ def make_server(model_dir, **config):
 
 async def test_server_batches_concurrent_requests(model_dir, tokenizer):
     server = make_server(model_dir)
-    calls = []
-    original = server.generator.generate
-    server.generator.generate = lambda requests: calls.append(len(requests)) or original(requests)
+    sessions = []
+    original = server.generator.serve
+
+    def serve(sampling, first, deliver, take=None):
+        sessions.append(len(first))
+        return original(sampling, first, deliver, take)
+
+    server.generator.serve = serve
     params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, "max_tokens": 4}
     outputs = await asyncio.gather(
         *[server.generate(f"r{i}", prompt_ids=prompt_ids(tokenizer), sampling_params=dict(params)) for i in range(8)]
     )
-    assert sum(calls) == 8 and len(calls) <= 2  # not one generate call per request
+    assert sum(sessions) == 8 and len(sessions) <= 2  # not one batch per request
     for output in outputs:
         assert 1 <= len(output.token_ids) <= 4 and len(output.log_probs) == len(output.token_ids)
         assert output.stop_reason == "completed"
         assert isinstance(output.extra_fields["global_steps"], int)  # verl casts it with numpy
+
+
+async def test_a_request_that_arrives_while_a_batch_runs_joins_it_and_is_answered_when_it_ends(
+    model_dir, tokenizer, tmp_path
+):
+    stats = tmp_path / "hf_rollout.jsonl"
+    server = make_server(model_dir, engine_kwargs={"hf": {"stats_file": str(stats)}})
+    forward = server.generator.model.forward
+
+    @functools.wraps(forward)
+    def slow_forward(*args, **kwargs):  # 10 ms a step: the long request decodes for over 0.6 s
+        time.sleep(0.01)
+        return forward(*args, **kwargs)
+
+    server.generator.model.forward = slow_forward
+    ids = prompt_ids(tokenizer)
+    params = {"temperature": 1.0, "ignore_eos": True, "logprobs": True}
+    long = asyncio.create_task(server.generate("long", prompt_ids=ids, sampling_params={**params, "max_tokens": 60}))
+    await asyncio.sleep(0.3)  # past the batching window: the long request is decoding
+    late = await server.generate("late", prompt_ids=ids + ids[:5], sampling_params={**params, "max_tokens": 3})
+    assert len(late.token_ids) == 3 and not long.done()  # answered the step it ended
+    assert len((await long).token_ids) == 60
+    calls = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [c["requests"] for c in calls] == [2] and calls[0]["generated_tokens"] == 63
 
 
 async def test_server_loads_weights_and_rejects_unknown_names(model_dir, tokenizer):

@@ -125,21 +125,15 @@ def test_the_server_drops_kept_keys_when_new_weights_arrive(model, tokenizer):
     assert kept > 0 and after == 0
 
 
+def _keep(cache: DialogueKVCache, tokens: list[int]) -> None:
+    zeros = torch.zeros(1, len(tokens), 2)
+    cache.keep(tokens, [zeros], [zeros])
+
+
 def test_the_budget_evicts_the_least_recently_used():
     cache = DialogueKVCache(max_tokens=10)
-
-    def fake_cache(rows: int, width: int):
-        layer = type("L", (), {})()
-        from transformers.cache_utils import DynamicLayer
-
-        layer = DynamicLayer()
-        layer.keys = torch.zeros(rows, 1, width, 2)
-        layer.values = torch.zeros(rows, 1, width, 2)
-        return type("C", (), {"layers": [layer]})()
-
-    for tokens in ([1, 2, 3, 4], [7, 8, 9, 10], [20, 21, 22, 23]):
-        layout = BatchLayout([tokens], [0], 0, len(tokens))
-        cache.store(layout, fake_cache(1, len(tokens) + 1), [[99, 100]], steps=2)  # keeps prompt + 1 generated
+    for tokens in ([1, 2, 3, 4, 99], [7, 8, 9, 10, 99], [20, 21, 22, 23, 99]):
+        _keep(cache, tokens)  # a prompt of 4 and the generated token it was fed
     assert cache.cached_tokens <= 10 and len(cache) == 2
     layout = cache.layout([[1, 2, 3, 4, 99, 5]])
     assert layout.reused == [0]  # the oldest was evicted
@@ -148,18 +142,9 @@ def test_the_budget_evicts_the_least_recently_used():
 
 
 def test_a_longer_continuation_replaces_the_sequence_it_extends():
-    from transformers.cache_utils import DynamicLayer
-
     cache = DialogueKVCache(max_tokens=100)
-
-    def store(tokens: list[int], generated: list[int]) -> None:
-        layer = DynamicLayer()
-        layer.keys = torch.zeros(1, 1, len(tokens) + len(generated), 2)
-        layer.values = torch.zeros(1, 1, len(tokens) + len(generated), 2)
-        cache.store(BatchLayout([tokens], [0], 0, len(tokens)), type("C", (), {"layers": [layer]})(), [generated], 9)
-
-    store([1, 2, 3], [4])
-    store([1, 2, 3, 4, 5], [6])
+    _keep(cache, [1, 2, 3, 4])
+    _keep(cache, [1, 2, 3, 4, 5, 6])
     assert len(cache) == 1 and cache.cached_tokens == 6
 
 

@@ -1,19 +1,16 @@
-"""The decoding loop of the hf rollout: a batch of left-padded prompts → sampled tokens and their log-probs.
+"""The pieces of the hf rollout's decoding loop (:mod:`.running_batch`): its cache and its sampler.
 
 transformers' ``generate`` spent a third of a CPU decoding step on work a rollout does not need: its
 key/value cache grows by ``torch.cat`` (every step copies the whole cache of every layer), and its
 sampler draws one exponential variate per vocabulary entry (``torch.multinomial``: 8 ms a step for 8
 rows of a 49k vocabulary on 2 cores). Here the cache is one buffer per layer sized for the whole call
 (:class:`PreallocatedLayer`: a step writes its column in place), and a token is drawn from the
-cumulative distribution with one uniform variate per row. Everything else is the model's own forward
-pass with the inputs ``generate`` gives it (positions from the attention mask, ``cache_position``, logits of
-the last position only), and the penalty/temperature/top-k/top-p processors are transformers' own, in
-``generate``'s order.
+cumulative distribution with one uniform variate per row. The penalty/temperature/top-k/top-p
+processors are transformers' own, in ``generate``'s order.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +47,21 @@ class PreallocatedLayer(DynamicLayer):
         self._keys_t = key_states.new_empty((*key_states.shape[:2], key_states.shape[3], self.capacity))
         self._values = value_states.new_empty((*value_states.shape[:2], self.capacity, value_states.shape[3]))
         self._expose(0)
+
+    @classmethod
+    def like(cls, layer: PreallocatedLayer, *, rows: int, capacity: int, length: int) -> PreallocatedLayer:
+        """An empty layer of ``layer``'s kind for ``rows`` rows, ``length`` positions in use (zeros)."""
+        new = cls(capacity)
+        new.dtype, new.device, new.is_initialized = layer.dtype, layer.device, True
+        new._keys_t = layer._keys_t.new_zeros((rows, *layer._keys_t.shape[1:3], new.capacity))
+        new._values = layer._values.new_zeros((rows, layer._values.shape[1], new.capacity, layer._values.shape[3]))
+        new._expose(length)
+        return new
+
+    def put(self, rows: slice, shift: int, source: PreallocatedLayer, source_rows: torch.Tensor, length: int) -> None:
+        """Copy positions ``[0, length)`` of ``source``'s ``source_rows`` to ``[shift, shift + length)`` of ``rows``."""
+        self._keys_t[rows, :, :, shift : shift + length] = source._keys_t[source_rows, :, :, :length]
+        self._values[rows, :, shift : shift + length] = source._values[source_rows, :, :length]
 
     def _expose(self, length: int) -> None:
         self.keys = self._keys_t[..., :length].transpose(2, 3)
@@ -118,86 +130,34 @@ def sample_from(probs: torch.Tensor, generator: torch.Generator | None = None) -
     return torch.searchsorted(cumulative, target, right=True).squeeze(1).clamp_(max=probs.shape[-1] - 1)
 
 
-@dataclass
-class Decoded:
-    """Per row: the chosen tokens (pad after the row ended) and their log-probabilities; ``steps`` done."""
+def sampler_for(settings: Sampling) -> Any:
+    """``choose(logits, ids) -> (tokens, log_probs)`` for a batch's last-position logits ([rows, vocab]).
 
-    tokens: torch.Tensor  # [rows, steps]
-    log_probs: torch.Tensor  # [rows, steps], log softmax(logits / T) of each chosen token (T = 1 when greedy)
-    steps: int
-
-
-def _accepts(model: Any, name: str) -> bool:
-    return name in inspect.signature(model.forward).parameters
-
-
-@torch.no_grad()
-def decode(
-    model: Any,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    cache: DynamicCache,
-    *,
-    budgets: list[int],
-    stop_ids: list[int],
-    settings: Sampling,
-    pad_token_id: int,
-) -> Decoded:
-    """Generate for left-padded ``input_ids`` ([rows, width]) whose first ``cache.get_seq_length()``
-    columns are already in ``cache``; row i stops after a stop id or ``budgets[i]`` tokens."""
-    device = input_ids.device
-    rows, width = input_ids.shape
-    steps_max = max(budgets)
-    ids = torch.full((rows, width + steps_max), pad_token_id, dtype=input_ids.dtype, device=device)
-    ids[:, :width] = input_ids
-    mask = torch.ones((rows, width + steps_max), dtype=attention_mask.dtype, device=device)
-    mask[:, :width] = attention_mask
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
-    budget = torch.tensor(budgets, device=device)
-    stops = torch.tensor(stop_ids or [-1], device=device)
-    unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+    In ``generate``'s order: the repetition penalty (over ``ids``, every token fed so far), then the
+    log-probability of each chosen token under softmax(scores / T) (T = 1 when greedy; before
+    top-k/top-p, which is what verl's actor scores), then greedy argmax or temperature/top-k/top-p and a
+    draw with :func:`sample_from`.
+    """
     penalty = None
     if settings.repetition_penalty != 1:
         penalty = RepetitionPenaltyLogitsProcessor(settings.repetition_penalty)
     warpers = [] if settings.greedy else _warpers(settings)
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    with_cache_position = _accepts(model, "cache_position")
     temperature = settings.temperature if settings.temperature > 0 else 1.0
-    chosen_log_probs = []
-    start, end = cache.get_seq_length(), width
-    step_positions = positions[:, start:end]
-    steps = 0
-    while steps < steps_max:
-        if with_cache_position:
-            extra["cache_position"] = torch.arange(start, end, device=device)
-        logits = model(
-            input_ids=ids[:, start:end],
-            attention_mask=mask[:, :end],
-            position_ids=step_positions,
-            past_key_values=cache,
-            use_cache=True,
-            **extra,
-        ).logits[:, -1, :]
+
+    def choose(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = logits.float()
         if penalty is not None:
-            scores = penalty(ids[:, :end], scores)
+            scores = penalty(ids, scores)
         log_probs = torch.log_softmax(scores / temperature, dim=-1)
         if settings.greedy:
             token = scores.argmax(dim=-1)
         else:
             for warper in warpers:
-                scores = warper(ids[:, :end], scores)
+                scores = warper(ids, scores)
             token = sample_from(torch.softmax(scores, dim=-1))
-        chosen_log_probs.append(log_probs.gather(1, token.unsqueeze(1)).squeeze(1))
-        token = torch.where(unfinished, token, torch.full_like(token, pad_token_id))
-        ids[:, end] = token
-        steps += 1
-        unfinished &= ~torch.isin(token, stops) & (budget > steps)
-        if not bool(unfinished.any()):
-            break
-        step_positions = step_positions[:, -1:] + 1
-        start, end = end, end + 1
-    return Decoded(ids[:, width : width + steps], torch.stack(chosen_log_probs, dim=1), steps)
+        return token, log_probs.gather(1, token.unsqueeze(1)).squeeze(1)
+
+    return choose
 
 
 def _warpers(settings: Sampling) -> list[Any]:

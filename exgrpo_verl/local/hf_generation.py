@@ -20,14 +20,15 @@ and honours verl's sampling parameters exactly:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from exgrpo_verl.local.decoding import Sampling, decode, preallocated_cache
+from exgrpo_verl.local.decoding import Sampling, preallocated_cache
 from exgrpo_verl.local.kv_reuse import DialogueKVCache
+from exgrpo_verl.local.running_batch import EndedRow, Row, RunningBatch, can_join
 
 
 @dataclass
@@ -99,6 +100,9 @@ class HFGenerator:
             raise ValueError("the model has no EOS token: generation would never stop before max_tokens")
         self.pad_token_id = int(pad_token_id)
         self.kv_cache = DialogueKVCache(kv_cache_tokens)
+        # keys/values are kept, and rows join running batches, only where every layer attends to every
+        # position (sliding-window layers keep a window)
+        self._full_attention = can_join(preallocated_cache(model.config, 1))
         self.last_reused_tokens = 0
         self.last_steps = 0
 
@@ -111,57 +115,66 @@ class HFGenerator:
         return next(self.model.parameters()).device
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Results in request order; requests with equal sampling settings share a decoding loop."""
+        """Results in request order; requests with equal sampling settings are decoded together."""
         results: list[GenerationResult | None] = [None] * len(requests)
-        reused_before = self.kv_cache.reused_tokens
-        self.last_steps = 0
         groups: dict[Sampling, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(request.sampling, []).append(index)
+        reused_before, steps = self.kv_cache.reused_tokens, 0
         for sampling, indices in groups.items():
-            for index, result in zip(
-                indices, self._generate_group(sampling, [requests[i] for i in indices]), strict=True
-            ):
-                results[index] = result
+            steps += self.serve(sampling, [(requests[i], i) for i in indices], results.__setitem__)
         self.last_reused_tokens = self.kv_cache.reused_tokens - reused_before
+        self.last_steps = steps
         return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def serve(
+        self,
+        sampling: Sampling,
+        first: list[tuple[GenerationRequest, Any]],
+        deliver: Callable[[Any, GenerationResult], None],
+        take: Callable[[int], list[tuple[GenerationRequest, Any]]] | None = None,
+    ) -> int:
+        """Decode ``first`` and the requests ``take(room)`` hands over between steps (all with ``sampling``),
+        calling ``deliver(tag, result)`` for each request the step it ends. Returns the decoding steps."""
+        batch = RunningBatch(
+            self.model,
+            sampling,
+            self._stop_ids(sampling),
+            self.pad_token_id,
+            keep_keys=self.kv_cache.enabled and self._full_attention,
+        )
+        self._join(batch, first, deliver)
+        while batch.running:
+            for ended in batch.step():
+                self._end(ended, deliver)
+            if take is not None and self._full_attention:
+                joining = take(batch.running)
+                if joining:
+                    self._join(batch, joining, deliver)
+        return batch.steps
 
     def _stop_ids(self, sampling: Sampling) -> list[int]:
         return list(dict.fromkeys([*(() if sampling.ignore_eos else self.eos_token_ids), *sampling.stop_token_ids]))
 
-    @torch.no_grad()
-    def _generate_group(self, sampling: Sampling, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    def _join(
+        self, batch: RunningBatch, requests: list[tuple[GenerationRequest, Any]], deliver: Callable[..., None]
+    ) -> None:
         # left padding (every row's next token is at the end), with a kept prefix in front
-        budgets = [r.max_tokens for r in requests]
-        prompts = [r.prompt_ids for r in requests]
-        layout = self.kv_cache.layout(prompts)
-        cache = preallocated_cache(self.model.config, layout.width + max(budgets))
+        layout = self.kv_cache.layout([request.prompt_ids for request, _ in requests])
+        cache = preallocated_cache(self.model.config, layout.width + 1)
         self.kv_cache.prefill(layout, cache)
         input_ids, attention_mask = layout.inputs(self.pad_token_id)
-        stop_ids = self._stop_ids(sampling)
-        device = self.device
-        decoded = decode(
-            self.model,
-            input_ids.to(device),
-            attention_mask.to(device),
-            cache,
-            budgets=budgets,
-            stop_ids=stop_ids,
-            settings=sampling,
-            pad_token_id=self.pad_token_id,
-        )
-        self.last_steps += decoded.steps
-        generated = decoded.tokens.cpu()
-        log_probs = decoded.log_probs.cpu()
-        stop_set = set(stop_ids)
-        results = []
-        for row, request in enumerate(requests):
-            tokens = generated[row, : request.max_tokens].tolist()
-            end = next((i + 1 for i, token in enumerate(tokens) if token in stop_set), None)
-            finish_reason = "stop" if end is not None else "length"
-            tokens = tokens[:end] if end is not None else tokens
-            row_log_probs = log_probs[row, : len(tokens)].tolist() if request.logprobs else None
-            results.append(GenerationResult(tokens, row_log_probs, finish_reason))
-        if self.kv_cache.enabled:
-            self.kv_cache.store(layout, cache, [r.token_ids for r in results], decoded.steps)
-        return results
+        rows = [
+            Row(tag=(request, tag), prompt=request.prompt_ids, budget=request.max_tokens) for request, tag in requests
+        ]
+        for ended in batch.join(input_ids.to(self.device), attention_mask.to(self.device), cache, rows):
+            self._end(ended, deliver)
+
+    def _end(self, ended: EndedRow, deliver: Callable[[Any, GenerationResult], None]) -> None:
+        request, tag = ended.row.tag
+        row = ended.row
+        if ended.keys is not None:
+            self.kv_cache.keep(ended.fed_tokens, ended.keys, ended.values)
+        log_probs = row.log_probs if request.logprobs else None
+        deliver(tag, GenerationResult(row.tokens, log_probs, "stop" if row.stopped else "length"))

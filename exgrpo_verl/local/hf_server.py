@@ -1,17 +1,19 @@
 """An in-process LLM server over a Hugging Face model, with the one call verl's agent loops make:
 ``generate(request_id, prompt_ids=…, sampling_params=…) -> TokenOutput``.
 
-Concurrent requests (every agent loop of a batch awaits its own turn) are queued and answered by
-padded batches of :class:`~exgrpo_verl.local.hf_generation.HFGenerator`, one batch at a
-time. The Ray actor behind ``rollout.name=hf`` is this class plus verl's lifecycle calls; ``preview``
-and the tests use it directly.
+Concurrent requests (every agent loop of a batch awaits its own turn) are queued and decoded in padded
+batches by :class:`~exgrpo_verl.local.hf_generation.HFGenerator`; a request that arrives while a batch
+runs joins it between two decoding steps, and each is answered the step it ends. The Ray actor behind
+``rollout.name=hf`` is this class plus verl's lifecycle calls; ``preview`` and the tests use it directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,11 @@ BATCH_MAX_WAIT_S = 1.0
 # Keys/values kept for prompts that continue an earlier generation (a dialogue's next turn), in tokens
 # over all kept sequences; dropped whenever the weights change. 0 turns reuse off.
 DEFAULT_KV_CACHE_TOKENS = 65536
+
+
+def _resolve(future: asyncio.Future, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 @dataclass
@@ -112,7 +119,10 @@ class HFGenerateServer:
         self.global_steps = 0
         # one JSON line per generate call (where rollout time goes; benchmarks/bench_step.py reads it)
         self.stats_file = Path(stats_file) if stats_file else None
-        self._queue: asyncio.Queue[_Pending] | None = None
+        # requests not decoding yet: the event loop adds them, a running batch takes them (torch thread)
+        self._waiting: deque[_Pending] = deque()
+        self._waiting_lock = threading.Lock()
+        self._arrived: asyncio.Event | None = None
         self._batcher: asyncio.Task | None = None
         self._model_lock: asyncio.Lock | None = None
 
@@ -131,8 +141,8 @@ class HFGenerateServer:
         return self.generator.model
 
     def _start(self) -> None:
-        if self._queue is None:  # created inside the event loop that serves the requests
-            self._queue = asyncio.Queue()
+        if self._arrived is None:  # created inside the event loop that serves the requests
+            self._arrived = asyncio.Event()
             self._model_lock = asyncio.Lock()
             self._batcher = asyncio.get_running_loop().create_task(self._serve())
 
@@ -147,7 +157,9 @@ class HFGenerateServer:
             prompt_ids, sampling_params, response_length=self.response_length, max_model_len=self.max_model_len
         )
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(request, future))
+        with self._waiting_lock:
+            self._waiting.append(_Pending(request, future))
+        self._arrived.set()
         result = await future
         return TokenOutput(
             token_ids=result.token_ids,
@@ -159,40 +171,69 @@ class HFGenerateServer:
     async def _serve(self) -> None:
         while True:
             batch = await self._collect()
-            try:
-                async with self._model_lock:
-                    results, seconds, threads = await self.torch_thread.run(self._generate, batch)
-                    self._record(batch, results, seconds, threads)
-            except Exception as exc:  # fail these requests, keep serving
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-            else:
-                for pending, result in zip(batch, results, strict=True):
-                    if not pending.future.done():
-                        pending.future.set_result(result)
+            groups: dict[Any, list[_Pending]] = {}
+            for pending in batch:
+                groups.setdefault(pending.request.sampling, []).append(pending)
+            async with self._model_lock:
+                for sampling, pendings in groups.items():
+                    await self._decode_session(sampling, pendings)
+
+    async def _decode_session(self, sampling: Any, first: list[_Pending]) -> None:
+        """Decode ``first`` and every waiting request of the same sampling that arrives meanwhile (they join
+        the running batch between steps); each request is answered the step it ends."""
+        loop = asyncio.get_running_loop()
+        session = list(first)
+        answers: list[Any] = []
+
+        def take(running: int) -> list[tuple[GenerationRequest, _Pending]]:  # on the torch thread
+            with self._waiting_lock:
+                taken = [p for p in self._waiting if p.request.sampling == sampling][: self.max_batch - running]
+                for pending in taken:
+                    self._waiting.remove(pending)
+            session.extend(taken)
+            return [(pending.request, pending) for pending in taken]
+
+        def deliver(pending: _Pending, result: Any) -> None:  # on the torch thread
+            answers.append(result)
+            loop.call_soon_threadsafe(_resolve, pending.future, result)
+
+        def decode() -> tuple[int, float, int, int]:
+            start, reused = time.perf_counter(), self.generator.kv_cache.reused_tokens
+            steps = self.generator.serve(sampling, [(p.request, p) for p in first], deliver, take)
+            elapsed = time.perf_counter() - start
+            return steps, elapsed, torch.get_num_threads(), self.generator.kv_cache.reused_tokens - reused
+
+        try:
+            steps, seconds, threads, reused = await self.torch_thread.run(decode)
+        except Exception as exc:  # fail this session's requests, keep serving
+            for pending in session:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+        else:
+            self._record(session, answers, seconds, steps=steps, threads=threads, reused=reused)
 
     async def _collect(self) -> list[_Pending]:
-        """The next call's requests: the first to arrive, then the others of its burst."""
+        """The next batch: the first request to arrive, then the others of its burst."""
         loop = asyncio.get_running_loop()
-        batch = [await self._queue.get()]
+        while not self._waiting:
+            self._arrived.clear()
+            await self._arrived.wait()
         deadline = loop.time() + BATCH_MAX_WAIT_S
-        while len(batch) < self.max_batch:
+        while len(self._waiting) < self.max_batch:
             wait = min(BATCH_IDLE_S, deadline - loop.time())
             if wait <= 0:
                 break
+            self._arrived.clear()
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), wait))
+                await asyncio.wait_for(self._arrived.wait(), wait)
             except TimeoutError:
                 break
-        return batch
+        with self._waiting_lock:
+            return [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch))]
 
-    def _generate(self, batch: list[_Pending]) -> tuple[list[Any], float, int]:
-        start = time.perf_counter()
-        results = self.generator.generate([p.request for p in batch])
-        return results, time.perf_counter() - start, torch.get_num_threads()
-
-    def _record(self, batch: list[_Pending], results: list[Any], seconds: float, threads: int) -> None:
+    def _record(
+        self, batch: list[_Pending], results: list[Any], seconds: float, *, steps: int, threads: int, reused: int
+    ) -> None:
         if self.stats_file is None:
             return
         generated = sum(len(r.token_ids) for r in results)
@@ -201,12 +242,12 @@ class HFGenerateServer:
             "requests": len(batch),
             "prompt_tokens": sum(len(p.request.prompt_ids) for p in batch),
             # prompt tokens whose keys/values came from an earlier generation (not fed again)
-            "reused_tokens": self.generator.last_reused_tokens,
+            "reused_tokens": reused,
             "generated_tokens": generated,
             "seconds": round(seconds, 6),
             "seconds_per_generated_token": round(seconds / max(generated, 1), 6),
-            # decoding steps of the call (its longest row) and torch's intra-op threads
-            "steps": self.generator.last_steps,
+            # decoding steps of the batch (requests join it between steps) and torch's intra-op threads
+            "steps": steps,
             "threads": threads,
         }
         with self.stats_file.open("a") as out:

@@ -20,15 +20,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
-
-from exgrpo_verl.local.decoding import PreallocatedLayer
-
-_FULL_LAYERS = (DynamicLayer, PreallocatedLayer)  # layers that hold every position's keys/values
+from transformers.cache_utils import Cache
 
 
 @dataclass
@@ -158,38 +153,22 @@ class DialogueKVCache:
                     values[row, :, layout.past - count :] = source.values[layer][:, :count]
             cache.update(keys, values, layer)
 
-    def store(self, layout: BatchLayout, cache: Any, outputs: list[list[int]], steps: int) -> None:
-        """Keep every row's keys/values after a decoding loop of ``steps`` steps.
+    def keep(self, tokens: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        """Keep the keys/values (per layer ``[kv_heads, len(tokens), head_dim]``) the model computed for
+        ``tokens``: an ended row's prompt and the generated tokens it was fed (all but its last).
 
-        The model was fed each row's prompt and the first ``steps - 1`` generated tokens (the last
-        sampled token never is); of a row's generated tokens, those up to its own end are kept. A kept
-        sequence that a new one extends is dropped (the new one serves every prompt it served).
+        A kept sequence that the new one extends is dropped (the new one serves every prompt it served);
+        the least recently used go first when the budget is exceeded.
         """
-        layers = getattr(cache, "layers", None)
-        if not self.enabled or not layers or any(type(layer) not in _FULL_LAYERS for layer in layers):
-            return  # sliding-window or other special caches are not laid out this way: no reuse
-        for row in range(len(layout.prompts)):
-            prompt, reused = layout.prompts[row], layout.reused[row]
-            fed = len(prompt) - reused
-            kept = min(len(outputs[row]), max(steps - 1, 0))
-            columns = torch.cat(
-                [
-                    torch.arange(layout.past - reused, layout.past),
-                    torch.arange(layout.width - fed, layout.width + kept),
-                ]
-            ).to(layers[0].keys.device)
-            entry = CachedPrefix(
-                tokens=list(prompt) + list(outputs[row][:kept]),
-                keys=[layer.keys[row].index_select(1, columns) for layer in layers],
-                values=[layer.values[row].index_select(1, columns) for layer in layers],
-            )
-            array = np.asarray(entry.tokens)
-            for old_id, old in list(self._arrays.items()):
-                if len(old) <= len(array) and _common_prefix(old, array) == len(old):
-                    self._pop(old_id)
-            self._entries[self._next_id] = entry
-            self._arrays[self._next_id] = array
-            self._next_id += 1
-            self._tokens += len(entry.tokens)
+        if not self.enabled or not tokens:
+            return
+        array = np.asarray(tokens)
+        for old_id, old in list(self._arrays.items()):
+            if len(old) <= len(array) and _common_prefix(old, array) == len(old):
+                self._pop(old_id)
+        self._entries[self._next_id] = CachedPrefix(list(tokens), keys, values)
+        self._arrays[self._next_id] = array
+        self._next_id += 1
+        self._tokens += len(tokens)
         while self._tokens > self.max_tokens and self._entries:
             self._pop(next(iter(self._entries)))
