@@ -11,7 +11,7 @@ import torch
 
 from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator, Sampling
 from exgrpo_verl.local.hf_server import HFGenerateServer
-from exgrpo_verl.local.kv_reuse import BatchLayout, DialogueKVCache
+from exgrpo_verl.local.kv_reuse import DialogueKVCache
 from exgrpo_verl.testing import build_tiny_model, build_tokenizer
 
 FIRST = ["What is 2 + 3?", "Why is the sky blue? Explain it in detail.", "Name a prime."]
