@@ -165,9 +165,7 @@ class HFGenerator:
         cache = preallocated_cache(self.model.config, layout.width + 1)
         self.kv_cache.prefill(layout, cache)
         input_ids, attention_mask = layout.inputs(self.pad_token_id)
-        rows = [
-            Row(tag=(request, tag), prompt=request.prompt_ids, budget=request.max_tokens) for request, tag in requests
-        ]
+        rows = [Row(tag=(request, tag), budget=request.max_tokens) for request, tag in requests]
         for ended in batch.join(input_ids.to(self.device), attention_mask.to(self.device), cache, rows):
             self._end(ended, deliver)
 

@@ -29,7 +29,6 @@ class Row:
     """One request being decoded; ``tag`` is the caller's handle for it."""
 
     tag: Any
-    prompt: list[int]
     budget: int
     tokens: list[int] = field(default_factory=list)
     log_probs: list[float] = field(default_factory=list)
