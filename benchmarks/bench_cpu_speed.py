@@ -8,8 +8,8 @@ probes of <= 64 tokens, final answers <= 128), validation again after step 2.
   the old-log-prob recompute pass, no key/value reuse across a dialogue's turns, validation answers up
   to ``data.max_response_length``, sdpa attention in the rollout, glibc's default allocator behaviour,
   the old micro-batch sizes. Settings only: code changes (the rollout's decoding loop, its one torch
-  thread) speed up both sides. ``--before-ref COMMIT`` runs the project as it was at a commit instead,
-  its code and its recipe (``31be35c`` is the last commit before the speed-up work);
+  thread, continuous batching) speed up both sides. ``--before-ref COMMIT`` runs the project as it was
+  at a commit instead, its code and its recipe (``31be35c`` is the last commit before the speed-up work);
 - "after": the recipe as it is (``--set KEY=VALUE`` adds an override, to try a lever).
 
 Printed per bucket (verl's ``timing_s/*``, mean over the 2 steps), validation (the step-2 pass), the
