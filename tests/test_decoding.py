@@ -13,17 +13,12 @@ from transformers.cache_utils import DynamicLayer
 
 from exgrpo_verl.local.decoding import PreallocatedLayer, Sampling, preallocated_cache, sample_from
 from exgrpo_verl.local.hf_generation import GenerationRequest, HFGenerator
-from exgrpo_verl.testing import build_tiny_model, build_tokenizer
+from exgrpo_verl.testing import build_tiny_model
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer("qwen2")
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    return build_tiny_model(tokenizer, "qwen2", seed=5).eval()
+def model(qwen_tokenizer):
+    return build_tiny_model(qwen_tokenizer, "qwen2", seed=5).eval()
 
 
 @pytest.mark.parametrize("capacity", [64, 3])  # 3: the buffer must grow twice
@@ -69,10 +64,14 @@ def _requests(tokenizer, texts: list[str], max_tokens: int, **sampling) -> list[
     return [GenerationRequest(tokenizer.encode(t, add_special_tokens=False), max_tokens, settings, True) for t in texts]
 
 
-def test_greedy_decoding_gives_generates_tokens_in_a_padded_batch(model, tokenizer):
-    requests = _requests(tokenizer, ["What is 2 + 3?", "Name a colour"], 12, temperature=0)
-    results = HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id).generate(requests)
-    pad = tokenizer.pad_token_id
+def _generator(model, tokenizer, kv_cache_tokens: int = 0) -> HFGenerator:
+    return HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, kv_cache_tokens=kv_cache_tokens)
+
+
+def test_greedy_decoding_gives_generates_tokens_in_a_padded_batch(model, qwen_tokenizer):
+    requests = _requests(qwen_tokenizer, ["What is 2 + 3?", "Name a colour"], 12, temperature=0)
+    results = _generator(model, qwen_tokenizer).generate(requests)
+    pad = qwen_tokenizer.pad_token_id
     width = max(len(r.prompt_ids) for r in requests)
     ids = torch.full((2, width), pad)
     mask = torch.zeros((2, width), dtype=torch.long)
@@ -87,13 +86,13 @@ def test_greedy_decoding_gives_generates_tokens_in_a_padded_batch(model, tokeniz
     torch.testing.assert_close(torch.tensor([r.log_probs[0] for r in results]), first, rtol=1e-4, atol=1e-4)
 
 
-def test_rows_end_at_their_budget_or_stop_token(model, tokenizer):
-    generator = HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id)
-    greedy = generator.generate(_requests(tokenizer, ["Count: 1 2 3"], 8, temperature=0))[0].token_ids
+def test_rows_end_at_their_budget_or_stop_token(model, qwen_tokenizer):
+    generator = _generator(model, qwen_tokenizer)
+    greedy = generator.generate(_requests(qwen_tokenizer, ["Count: 1 2 3"], 8, temperature=0))[0].token_ids
     stop = greedy[-1]
     first_stop = greedy.index(stop)
     stopping = Sampling(temperature=0, stop_token_ids=(stop,), ignore_eos=True)
-    ids = tokenizer.encode("Count: 1 2 3", add_special_tokens=False)
+    ids = qwen_tokenizer.encode("Count: 1 2 3", add_special_tokens=False)
     short, long = generator.generate([GenerationRequest(ids, 2, stopping), GenerationRequest(ids, 8, stopping)])
     assert short.token_ids == greedy[: min(2, first_stop + 1)]
     assert long.token_ids == greedy[: first_stop + 1] and long.finish_reason == "stop"
@@ -101,15 +100,15 @@ def test_rows_end_at_their_budget_or_stop_token(model, tokenizer):
 
 
 @pytest.mark.parametrize("reuse", [0, 4096])
-def test_rows_that_join_a_running_batch_decode_as_they_would_alone(model, tokenizer, reuse):
+def test_rows_that_join_a_running_batch_decode_as_they_would_alone(model, qwen_tokenizer, reuse):
     """Rows handed over between steps (continuous batching) get the tokens and log-probs they get alone."""
     texts = ["What is 2 + 3?", "Name a colour", "A long question about the weather in the mountains today?"]
     alone = [
-        HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id).generate([request])[0]
-        for request in _requests(tokenizer, texts, 10, temperature=0)
+        _generator(model, qwen_tokenizer).generate([request])[0]
+        for request in _requests(qwen_tokenizer, texts, 10, temperature=0)
     ]
-    generator = HFGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, kv_cache_tokens=reuse)
-    first, *later = _requests(tokenizer, texts, 10, temperature=0)
+    generator = _generator(model, qwen_tokenizer, reuse)
+    first, *later = _requests(qwen_tokenizer, texts, 10, temperature=0)
     results: dict[int, Any] = {}
     calls = {"n": 0}
     tags = iter([1, 2])
