@@ -257,7 +257,7 @@ async def test_a_request_that_arrives_while_a_batch_runs_joins_it_and_is_answere
     late = await server.generate("late", prompt_ids=ids + ids[:5], sampling_params={**params, "max_tokens": 3})
     assert len(late.token_ids) == 3 and not long.done()  # answered the step it ended
     assert len((await long).token_ids) == 60
-    calls = [json.loads(line) for line in stats.read_text().splitlines()]
+    calls = await recorded_batches(stats, requests=2)
     assert [c["requests"] for c in calls] == [2] and calls[0]["generated_tokens"] == 63
 
 
@@ -277,13 +277,24 @@ async def test_server_loads_weights_and_rejects_unknown_names(model_dir, tokeniz
     assert output.extra_fields["global_steps"] == 3
 
 
+async def recorded_batches(stats, *, requests: int, timeout_s: float = 10.0) -> list[dict]:
+    """The stats file's lines once they account for ``requests`` requests: a batch's line is written when
+    it ends, after the last answer was handed back."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        calls = [json.loads(line) for line in stats.read_text().splitlines()] if stats.exists() else []
+        if sum(c["requests"] for c in calls) >= requests or time.monotonic() > deadline:
+            return calls
+        await asyncio.sleep(0.01)
+
+
 async def test_server_records_each_generate_call(model_dir, tokenizer, tmp_path):
     stats = tmp_path / "hf_rollout.jsonl"
     server = make_server(model_dir, engine_kwargs={"hf": {"stats_file": str(stats)}})
     params = {"temperature": 1.0, "max_tokens": 2, "ignore_eos": True}
     ids = prompt_ids(tokenizer)
     await asyncio.gather(*[server.generate(f"r{i}", prompt_ids=ids, sampling_params=dict(params)) for i in range(3)])
-    calls = [json.loads(line) for line in stats.read_text().splitlines()]
+    calls = await recorded_batches(stats, requests=3)
     assert sum(c["requests"] for c in calls) == 3 and sum(c["generated_tokens"] for c in calls) == 6
     assert sum(c["prompt_tokens"] for c in calls) == 3 * len(ids)
     assert all(c["seconds"] > 0 and c["global_steps"] == 0 for c in calls)
