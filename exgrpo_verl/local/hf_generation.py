@@ -162,7 +162,8 @@ class HFGenerator:
     ) -> None:
         # left padding (every row's next token is at the end), with a kept prefix in front
         layout = self.kv_cache.layout([request.prompt_ids for request, _ in requests])
-        cache = preallocated_cache(self.model.config, layout.width + 1)
+        # room for the longest answer: a batch that starts with these rows decodes in this cache
+        cache = preallocated_cache(self.model.config, layout.width + max(request.max_tokens for request, _ in requests))
         self.kv_cache.prefill(layout, cache)
         input_ids, attention_mask = layout.inputs(self.pad_token_id)
         rows = [Row(tag=(request, tag), budget=request.max_tokens) for request, tag in requests]

@@ -88,7 +88,8 @@ class RunningBatch:
         past = cache.get_seq_length()
         positions = (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
         logits = self._forward(input_ids[:, past:], attention_mask, positions[:, past:], cache, past)
-        ids = torch.full((len(rows), width + 1), self.pad, dtype=torch.long, device=input_ids.device)
+        room = max(row.budget for row in rows)  # a batch that starts with these rows decodes in these buffers
+        ids = torch.full((len(rows), width + room), self.pad, dtype=torch.long, device=input_ids.device)
         ids[:, :width] = input_ids
         mask = torch.zeros_like(ids)
         mask[:, :width] = attention_mask
